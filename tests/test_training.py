@@ -1,0 +1,117 @@
+"""The training pipeline end to end on tiny data made here: train, resume, export, evaluate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, tiny_pairs
+from model.checkpoint import load_checkpoint
+from model.decoding import translate_batch
+from training.config import TrainConfig
+from training.data import EncodedPairs, collate, make_batches, read_pairs
+from training.loop import train
+from training.metrics import score
+from training.schedule import inverse_sqrt_lr
+
+
+def write_tsv(path, pairs) -> str:
+    path.write_text("".join(f"{fr}\t{en}\n" for fr, en in pairs), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        train_path=write_tsv(tmp / "train.tsv", tiny_pairs(300, seed=1)),
+        dev_path=write_tsv(tmp / "dev.tsv", tiny_pairs(20, seed=2)),
+        out_dir=str(tmp / "run"), vocab_size=96, d_model=32, n_heads=4, n_encoder_layers=1, n_decoder_layers=1,
+        d_ff=64, max_positions=64, max_tokens=400, warmup_steps=10, peak_lr=3e-3, max_steps=12, log_every=4,
+        eval_every_min=100, save_every_min=100, keep_snapshots=2,
+    )
+    train(cfg, command="pytest")
+    first = torch.load(tmp / "run" / "last.pt", weights_only=False)
+    train(TrainConfig(**{**cfg.__dict__, "max_steps": 20}), command="pytest resume")
+    return tmp / "run", first
+
+
+def test_training_writes_and_resumes_a_checkpoint(run_dir):
+    out, first = run_dir
+    assert first["step"] == 12
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 20 and state["epoch"] >= 1
+    assert [h["step"] for h in state["history"]] == [12, 20]  # one final evaluation per segment
+    assert state["elapsed"] > first["elapsed"]
+    ckpt = load_checkpoint(out / "best.safetensors")
+    record = ckpt.training
+    assert record["steps"] in (12, 20) and record["best_dev"]["bleu"] >= 0
+    assert record["train_config"]["d_model"] == 32
+    assert translate_batch(ckpt.model, ckpt.tokenizer, ["Le chat dort."], max_len=5)[0] is not None
+    assert len(list((out / "snapshots").glob("*.safetensors"))) == 2
+
+
+def test_resume_continues_the_same_weights(run_dir):
+    out, first = run_dir
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    name = "decoder_layers.0.ffn.linear1.weight"
+    assert not torch.equal(first["model"][name], resumed["model"][name])  # training went on from there
+
+
+def test_export_and_evaluate_entry_points(run_dir, tmp_path):
+    out, _ = run_dir
+    shipped = tmp_path / "shipped.safetensors"
+    res = subprocess.run([sys.executable, "-m", "training.export", str(out), "--out", str(shipped),
+                          "--average-last", "2", "--dtype", "float16"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ckpt = load_checkpoint(shipped)
+    assert ckpt.training["averaged"] == ["step000012.safetensors", "step000020.safetensors"]
+    # A reference equal to the model's own output scores 100; one with no word in common scores 0.
+    french = ["Le chat dort sur le canapé.", "Nous allons à la plage."]
+    own = translate_batch(ckpt.model, ckpt.tokenizer, french)
+    data = write_tsv(tmp_path / "eval.tsv", [(f, e if e else "x") for f, e in zip(french, own)])
+    res = subprocess.run([sys.executable, "evaluate.py", "--checkpoint", str(shipped), "--data", data, "--record",
+                          "--name", "own"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    if all(own):
+        assert result["bleu"] == pytest.approx(100.0) and result["chrf"] == pytest.approx(100.0)
+    assert load_checkpoint(shipped).training["scores"]["own"]["bleu"] == result["bleu"]
+
+
+def test_metrics_score_known_pairs():
+    assert score(["The cat sleeps on the sofa."], ["The cat sleeps on the sofa."]).bleu == pytest.approx(100.0)
+    assert score(["Dogs run."], ["The cat sleeps on the sofa."]).bleu == pytest.approx(0.0)
+    # 5 of 6 words, then 3/5 bigrams, 2/4 trigrams, 1/3 4-grams; same length, so no brevity penalty
+    s = score(["the cat sat on a mat"], ["the cat sat on the mat"])
+    assert s.bleu == pytest.approx(100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25, abs=0.01)
+    assert "tok:13a" in s.bleu_signature and "nc:6" in s.chrf_signature
+
+
+def test_schedule_warms_up_then_decays():
+    assert inverse_sqrt_lr(50, 1e-3, 100) == pytest.approx(5e-4)
+    assert inverse_sqrt_lr(100, 1e-3, 100) == pytest.approx(1e-3)
+    assert inverse_sqrt_lr(400, 1e-3, 100) == pytest.approx(5e-4)
+
+
+def test_batches_respect_the_token_budget_and_cover_every_pair(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 30, (500, 2), generator=g).tolist()
+    data = EncodedPairs([[5] * a for a, _ in lengths], [[6] * b for _, b in lengths])
+    batches = make_batches(data, max_tokens=256, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for b in batches:
+        src, tgt_in, tgt_out = collate(data, b, pad_id=0, bos_id=2)
+        assert len(b) * max(src.size(1), tgt_in.size(1)) <= 256
+        assert torch.all(tgt_in[:, 0] == 2)
+    assert make_batches(data, 256, seed=0) == batches and make_batches(data, 256, seed=1) != batches
+
+
+def test_bad_training_file_names_the_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("Bonjour.\tHello.\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.tsv:2"):
+        read_pairs(bad)

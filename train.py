@@ -1,0 +1,40 @@
+"""Train Regard's French->English Transformer.
+
+    python train.py --out-dir runs/base --time-budget-min 105      # start or resume
+    python train.py --help                                          # every TrainConfig field as a flag
+
+Stop it at any time; running the same command again resumes from ``<out-dir>/last.pt``.
+The best dev-BLEU weights are in ``<out-dir>/best.safetensors``; ``python -m training.export``
+turns them (or an average of the last snapshots) into the shipped checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+from training.config import TrainConfig
+from training.loop import train
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            parser.add_argument(flag, type=kind, default=f.default)
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    command = "python train.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    train(cfg, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The training loop: token-bucketed batches, label-smoothed loss, Adam + inverse-sqrt schedule,
+bf16 autocast, a wall-clock budget, resumable state, periodic dev BLEU that keeps the best weights."""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import math
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from model.checkpoint import save_checkpoint
+from model.config import ModelConfig
+from model.decoding import translate_batch
+from model.device import pick_device
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer
+
+from .config import TrainConfig
+from .data import collate, encode_pairs, make_batches, read_pairs
+from .metrics import score
+from .schedule import inverse_sqrt_lr
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc only).
+
+    Batches of varying shapes fragment glibc's arenas: on the 2-core dev machine the training
+    process grew from 1.4 to 4.4 GB of RSS in 8 minutes although only ~1.4 GB was live, and one
+    ``malloc_trim(0)`` brought it back. Without it a 2-hour run risks exhausting memory.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
+    return ModelConfig(
+        src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
+        n_encoder_layers=cfg.n_encoder_layers, n_decoder_layers=cfg.n_decoder_layers, d_ff=cfg.d_ff,
+        dropout=cfg.dropout, max_positions=cfg.max_positions, norm=cfg.norm, activation=cfg.activation,
+        tie_embeddings=cfg.tie_embeddings,
+    )
+
+
+def load_or_train_tokenizer(cfg: TrainConfig, train_pairs: list[tuple[str, str]], out: Path) -> Tokenizer:
+    path = out / "spm.model"
+    if path.exists():
+        return Tokenizer.load(path)
+    t0 = time.time()
+    sentences = [s for pair in train_pairs for s in pair]
+    tok = Tokenizer.train(sentences, cfg.vocab_size)
+    path.write_bytes(tok.model_proto)
+    log(f"trained SentencePiece: {tok.vocab_size} pieces on {len(sentences)} sentences in {time.time() - t0:.0f}s")
+    return tok
+
+
+def evaluate_dev(model: Transformer, tok: Tokenizer, dev: list[tuple[str, str]]) -> dict:
+    was_training = model.training
+    model.eval()
+    t0 = time.time()
+    hyps = translate_batch(model, tok, [p[0] for p in dev], batch_size=100)
+    result = score(hyps, [p[1] for p in dev]).as_dict()
+    result["seconds"] = round(time.time() - t0, 1)
+    model.train(was_training)
+    return result
+
+
+def train(cfg: TrainConfig, command: str = "") -> Path:
+    """Train (or resume) the run in ``cfg.out_dir``; returns the path of the best checkpoint."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    state_path = out / "last.pt"
+    state = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
+    if state is not None:
+        saved = state["train_config"]
+        cfg = dataclasses.replace(TrainConfig(**saved), time_budget_min=cfg.time_budget_min,
+                                  max_steps=cfg.max_steps, device=cfg.device, threads=cfg.threads)
+        log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
+    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    torch.manual_seed(cfg.seed)
+    train_pairs = read_pairs(cfg.train_path)
+    dev_pairs = read_pairs(cfg.dev_path)
+    if cfg.dev_limit:
+        dev_pairs = dev_pairs[: cfg.dev_limit]
+    tok = load_or_train_tokenizer(cfg, train_pairs, out)
+    mcfg = model_config(cfg, tok.vocab_size)
+    data = encode_pairs(train_pairs, tok, cfg.max_sentence_tokens, mcfg.eos_id)
+    log(f"{len(data.src)} training pairs, {sum(map(len, data.tgt))} target tokens per epoch")
+
+    model = Transformer(mcfg).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.peak_lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
+    step, epoch, batch_pos, elapsed, tokens_seen = 0, 0, 0, 0.0, 0
+    best = {"bleu": -1.0}
+    history: list[dict] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        step, epoch, batch_pos = state["step"], state["epoch"], state["batch_pos"]
+        elapsed, tokens_seen, best, history = state["elapsed"], state["tokens_seen"], state["best"], state["history"]
+        torch.set_rng_state(state["rng"])
+    log(f"model: {model.num_parameters():,} parameters on {device}; config {mcfg.to_json()}")
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+    # On CPU, the fused flash-attention kernel's backward is slow for many short sequences: measured on
+    # the 2-core dev machine, one 3.8k-token step took 1.95 s with it and 1.30 s with the math kernel.
+    def attention_kernel():
+        return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
+
+    def record(final_eval: dict | None = None) -> dict:
+        return {
+            "train_config": dataclasses.asdict(cfg),
+            "command": command,
+            "steps": step,
+            "epochs": round(epoch + batch_pos / max(len(batches), 1), 2),
+            "target_tokens_seen": tokens_seen,
+            "wall_time_min": round(elapsed / 60, 1),
+            "target_tokens_per_s": round(tokens_seen / max(elapsed, 1e-9)),
+            "best_dev": best,
+            "dev_history": history,
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+            **({"final_dev": final_eval} if final_eval else {}),
+        }
+
+    def save_state() -> None:
+        tmp = out / "last.pt.tmp"
+        torch.save({
+            "train_config": dataclasses.asdict(cfg), "model": model.state_dict(), "optim": optim.state_dict(),
+            "step": step, "epoch": epoch, "batch_pos": batch_pos, "elapsed": elapsed,
+            "tokens_seen": tokens_seen, "best": best, "history": history, "rng": torch.get_rng_state(),
+        }, tmp)
+        tmp.replace(state_path)
+
+    def run_eval() -> None:
+        nonlocal best
+        result = evaluate_dev(model, tok, dev_pairs)
+        result.update(step=step, minutes=round(elapsed / 60, 1))
+        history.append(result)
+        log(f"dev step {step}: BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} ({result['seconds']}s)")
+        snap_dir = out / "snapshots"
+        save_checkpoint(snap_dir / f"step{step:06d}.safetensors", model, tok, record())
+        for old in sorted(snap_dir.glob("step*.safetensors"))[: -cfg.keep_snapshots]:
+            old.unlink()
+        if result["bleu"] > best["bleu"]:
+            best = result
+            save_checkpoint(out / "best.safetensors", model, tok, record())
+            log(f"new best dev BLEU {best['bleu']:.2f} -> {out / 'best.safetensors'}")
+
+    model.train()
+    batches = make_batches(data, cfg.max_tokens, cfg.seed + epoch)
+    last_save = last_eval = time.time()
+    window_t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+    budget = cfg.time_budget_min * 60
+    segment_start, elapsed_at_start = time.time(), elapsed
+
+    while elapsed < budget and (cfg.max_steps == 0 or step < cfg.max_steps):
+        if batch_pos >= len(batches):
+            epoch, batch_pos = epoch + 1, 0
+            batches = make_batches(data, cfg.max_tokens, cfg.seed + epoch)
+        src, tgt_in, tgt_out = (t.to(device) for t in collate(data, batches[batch_pos], mcfg.pad_id, mcfg.bos_id))
+        batch_pos += 1
+        step += 1
+        lr = inverse_sqrt_lr(step, cfg.peak_lr, cfg.warmup_steps)
+        for group in optim.param_groups:
+            group["lr"] = lr
+        with autocast, attention_kernel():
+            logits = model(src, tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), tgt_out.view(-1),
+            ignore_index=mcfg.pad_id, label_smoothing=cfg.label_smoothing,
+        )
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        optim.step()
+        loss_value = loss.item()
+        n_tokens = int((tgt_out != mcfg.pad_id).sum())
+        tokens_seen += n_tokens
+        window_tokens += n_tokens
+        window_loss += loss_value
+        window_steps += 1
+        elapsed = elapsed_at_start + (time.time() - segment_start)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss became {loss_value} at step {step}; lower --peak-lr or raise --warmup-steps")
+        if step % cfg.log_every == 0:
+            dt = time.time() - window_t0
+            log(f"step {step} epoch {epoch} loss {window_loss / window_steps:.3f} lr {lr:.2e} "
+                f"{window_tokens / dt:.0f} tgt tok/s, {(budget - elapsed) / 60:.1f} min left")
+            window_t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+        if step % 50 == 0:
+            release_freed_memory()
+        if time.time() - last_eval > cfg.eval_every_min * 60:
+            run_eval()
+            last_eval = time.time()
+            # evaluation time is not training time: shift the segment so the budget counts training only
+            segment_start += result_seconds(history)
+        if time.time() - last_save > cfg.save_every_min * 60:
+            save_state()
+            last_save = time.time()
+
+    run_eval()
+    save_state()
+    final = out / "best.safetensors"
+    save_checkpoint(final, *_best_weights(final, model), record(best))
+    log(f"done: {step} steps, {elapsed / 60:.1f} min, best dev BLEU {best['bleu']:.2f}")
+    return final
+
+
+def result_seconds(history: list[dict]) -> float:
+    return float(history[-1]["seconds"]) if history else 0.0
+
+
+def _best_weights(path: Path, model: Transformer) -> tuple[Transformer, Tokenizer]:
+    """Reload the best weights so the final record is written next to them, not the last step's."""
+    from model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return ckpt.model, ckpt.tokenizer
