@@ -1,7 +1,9 @@
 """Shared fixtures: tiny, seeded models and data made here (the tests never read ../shared)."""
 from __future__ import annotations
 
+import os
 import random
+import socket
 import sys
 from pathlib import Path
 
@@ -59,3 +61,23 @@ def tiny_checkpoint(tmp_path_factory, tiny_model: Transformer, tiny_tokenizer: T
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, tiny_model, tiny_tokenizer, {"note": "random weights for tests", "steps": 0})
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_app(tiny_checkpoint):
+    """The Gradio app on the tiny checkpoint, served on a free loopback port for the whole session."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests
+    import app
+
+    demo = app.build_demo(tiny_checkpoint, device="cpu")
+    demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield demo
+    finally:
+        demo.close()

@@ -6,6 +6,7 @@ import ctypes
 import dataclasses
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -40,6 +41,18 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads (CPU)"
 
 
 def log(msg: str) -> None:
@@ -134,7 +147,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             "target_tokens_per_s": round(tokens_seen / max(elapsed, 1e-9)),
             "best_dev": best,
             "dev_history": history,
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+            "hardware": hardware_description(device),
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
             **({"final_dev": final_eval} if final_eval else {}),

@@ -1,0 +1,56 @@
+"""Print what a checkpoint says about itself: architecture, size, training record and scores.
+
+    python -m training.record                                   # the shipped checkpoint
+    python -m training.record runs/base/best.safetensors --json # everything, as JSON
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from model.memory import human_bytes, parameter_count
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    args = p.parse_args(argv)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rec = ckpt.training
+    if args.json:
+        print(json.dumps({"config": ckpt.config.to_dict(), "parameters": parameter_count(ckpt.model),
+                          "training": rec}, indent=2))
+        return 0
+    cfg = ckpt.config
+    size = ckpt.path.stat().st_size
+    print(f"checkpoint      {ckpt.path} ({human_bytes(size)}, weights stored as {rec.get('exported_dtype', 'float32')})")
+    print(f"architecture    {cfg.n_encoder_layers}+{cfg.n_decoder_layers} layers, d_model {cfg.d_model}, "
+          f"{cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.norm}-LN, {cfg.activation}, "
+          f"vocab {cfg.tgt_vocab_size} joint{' tied' if cfg.tie_embeddings else ''}, dropout {cfg.dropout}")
+    print(f"parameters      {parameter_count(ckpt.model):,}")
+    if "steps" in rec:
+        print(f"training        {rec['steps']} steps, {rec['epochs']} epochs, {rec['target_tokens_seen']:,} target "
+              f"tokens, {rec['wall_time_min']} min, {rec['target_tokens_per_s']} target tokens/s")
+        print(f"hardware        {rec.get('hardware')}, torch {rec.get('torch')}, {rec.get('date')}")
+        print(f"command         {rec.get('command')}")
+        best = rec.get("best_dev", {})
+        print(f"best dev        BLEU {best.get('bleu')} chrF {best.get('chrf')} at step {best.get('step')}")
+        for h in rec.get("dev_history", []):
+            print(f"  dev @ step {h['step']:>5} ({h['minutes']:>5} min): BLEU {h['bleu']:5.2f} chrF {h['chrf']:5.2f}")
+    if rec.get("averaged"):
+        print(f"averaged        {', '.join(rec['averaged'])}")
+    for name, s in rec.get("scores", {}).items():
+        print(f"score {name:<18} BLEU {s['bleu']:5.2f} chrF {s['chrf']:5.2f} (beam {s['beam']}, {s['n']} sentences)")
+        print(f"  {s['command']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
