@@ -56,6 +56,18 @@ class Tokenizer:
         return cls(out.getvalue())
 
     @classmethod
+    def train_files(cls, paths: Iterable[str | Path], vocab_size: int, **options) -> "Tokenizer":
+        """Train on text files: plain text one sentence a line, or French<TAB>English (both sides used)."""
+
+        def sentences():
+            for path in paths:
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        yield from (part.strip() for part in line.rstrip("\n").split("\t") if part.strip())
+
+        return cls.train(sentences(), vocab_size, **options)
+
+    @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
         return cls(Path(path).read_bytes())
 

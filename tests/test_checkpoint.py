@@ -82,3 +82,4 @@ def test_tokenizer_that_does_not_match_the_vocabulary_is_refused(tmp_path, tiny_
     path = save_checkpoint(tmp_path / "vocab.safetensors", model, tiny_tokenizer)
     with pytest.raises(CheckpointError, match="vocab.safetensors: tokenizer has 96 pieces"):
         load_checkpoint(path)
+
