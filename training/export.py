@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     record = dict(ckpt.training, exported_dtype=args.dtype)
+    history = record.get("dev_history") or []
+    if history:  # the evaluations are the source of truth for the best one (older runs saved it stale)
+        record["best_dev"] = max(history, key=lambda h: h["bleu"])
     save_checkpoint(args.out, ckpt.model, ckpt.tokenizer, record, dtype=DTYPES[args.dtype])
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, {args.dtype})")
     return 0

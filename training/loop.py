@@ -168,12 +168,14 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         result.update(step=step, minutes=round(elapsed / 60, 1))
         history.append(result)
         log(f"dev step {step}: BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} ({result['seconds']}s)")
+        improved = result["bleu"] > best["bleu"]
+        if improved:
+            best = result  # before the snapshot, so its record names this evaluation as the best so far
         snap_dir = out / "snapshots"
         save_checkpoint(snap_dir / f"step{step:06d}.safetensors", model, tok, record())
         for old in sorted(snap_dir.glob("step*.safetensors"))[: -cfg.keep_snapshots]:
             old.unlink()
-        if result["bleu"] > best["bleu"]:
-            best = result
+        if improved:
             save_checkpoint(out / "best.safetensors", model, tok, record())
             log(f"new best dev BLEU {best['bleu']:.2f} -> {out / 'best.safetensors'}")
 
