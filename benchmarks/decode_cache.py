@@ -3,15 +3,14 @@
     python benchmarks/decode_cache.py                       # shipped checkpoint, CPU or CUDA
     python benchmarks/decode_cache.py --checkpoint X --device cuda --lengths 10 40 120
 
-For each target length it forces decoding of that many tokens (the same tokens both ways, so the work
-is identical) and prints the mean per-token latency with and without the cache, their ratio, and the
+For each target length it forces decoding of that many tokens through the one generation loop
+(``model.search.generate`` with a ``Forced`` prefix: the same tokens both ways, so the work is identical) and prints the mean per-token latency with and without the cache, their ratio, and the
 cache's measured bytes next to 2 x layers x d_model x bytes x tokens.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,28 +18,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from model.device import pick_device, synchronize  # noqa: E402
+from model.device import pick_device  # noqa: E402
 from model.memory import human_bytes, kv_cross_bytes_formula, kv_self_bytes_formula  # noqa: E402
+from model.search import Forced, generate  # noqa: E402
 
 SENTENCE = "L'animal n'a pas traversé la rue parce qu'il était trop fatigué."
 
 
-@torch.inference_mode()
-def time_decoding(model, enc, n_tokens: int, use_cache: bool, device) -> tuple[float, int]:
-    """Mean ms per token over ``n_tokens`` forced steps; returns (ms, cache bytes at the end)."""
+def time_decoding(model, enc, n_tokens: int, use_cache: bool) -> tuple[float, int]:
+    """Mean ms per token over ``n_tokens`` forced steps; returns (ms, self-attention cache bytes at the end)."""
     tokens = torch.randint(4, model.config.tgt_vocab_size, (n_tokens,), generator=torch.Generator().manual_seed(0))
-    prefix = torch.full((1, 1), model.config.bos_id, device=device)
-    cache = model.new_cache()
-    synchronize(device)
-    start = time.perf_counter()
-    for t in range(n_tokens):
-        if use_cache:
-            model.decode_step(prefix[:, -1], enc, cache)
-        else:
-            model.decode_prefix(prefix, enc)
-        prefix = torch.cat([prefix, tokens[t].view(1, 1).to(device)], dim=1)
-    synchronize(device)
-    return (time.perf_counter() - start) * 1000 / n_tokens, cache.nbytes() - cache.cross_nbytes()
+    gen = generate(model, None, Forced(tokens.tolist()), n_tokens, enc=enc, use_cache=use_cache, record=True)
+    return sum(gen.step_ms) / n_tokens, gen.steps[-1].kv_self_bytes
 
 
 def main() -> None:
@@ -54,15 +43,16 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint, device=device)
     model, tok = ckpt.model, ckpt.tokenizer
     src = torch.tensor([tok.encode(SENTENCE) + [model.config.eos_id]], device=device)
-    enc = model.encode(src)
+    with torch.inference_mode():
+        enc = model.encode(src)
     cfg = model.config
     print(f"device {device}, torch threads {torch.get_num_threads()}, source {src.size(1)} tokens")
     print(f"{'tokens':>6} {'cache ms/tok':>13} {'no-cache ms/tok':>16} {'speed-up':>9} {'KV measured':>12} {'formula':>10}")
     for n in args.lengths:
-        time_decoding(model, enc, 3, True, device)  # warm-up
-        cached = min(time_decoding(model, enc, n, True, device)[0] for _ in range(args.repeats))
-        uncached = min(time_decoding(model, enc, n, False, device)[0] for _ in range(args.repeats))
-        measured = time_decoding(model, enc, n, True, device)[1]
+        time_decoding(model, enc, 3, True)  # warm-up
+        cached = min(time_decoding(model, enc, n, True)[0] for _ in range(args.repeats))
+        uncached = min(time_decoding(model, enc, n, False)[0] for _ in range(args.repeats))
+        measured = time_decoding(model, enc, n, True)[1]
         formula = kv_self_bytes_formula(cfg, n, 4)
         print(f"{n:>6} {cached:>13.2f} {uncached:>16.2f} {uncached / cached:>8.1f}x "
               f"{human_bytes(measured):>12} {human_bytes(formula):>10}")

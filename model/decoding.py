@@ -1,42 +1,63 @@
-"""Greedy and beam-search decoding, batched for throughput, and a step-by-step trace for the app.
+"""Translation entry points for the app, CLI and evaluation, built on the one loop in ``model.search``.
 
-All search runs on the explicit ``KVCache``; ``use_cache=False`` recomputes the whole prefix every
-step (``Transformer.decode_prefix``) so the two can be compared for speed and for equality.
+``translate_batch`` translates many sentences (greedy or beam, batched for throughput);
+``trace_translation`` translates one and keeps everything the app shows, step by step (``Trace``):
+attention, top-k, latency, KV-cache bytes, and for beam search the whole tree of hypotheses;
+``trace_batch`` gives the same greedy traces for several sentences decoded together (the app's
+micro-batches: one batched pass, split back into one exact trace per sentence). A forced
+target prefix and a head-ablation mask apply to both. ``use_cache=False`` recomputes the whole prefix
+every step (``Transformer.decode_prefix``) so the two can be compared for speed and for equality.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .attention import HeadMask
 from .device import synchronize, timer_ms
+from .errors import InputError
+from .limits import MAX_SOURCE_CHARS, check_source
+from .search import (
+    Beam,
+    BeamTree,
+    Forced,
+    Generation,
+    Greedy,
+    Hypothesis,
+    StepEvent,
+    default_threads,
+    expand_encoder,
+    generate,
+    next_token_logprobs,
+    thread_count,
+)
 from .tokenizer import Tokenizer
 from .transformer import EncoderOutput, Transformer
 
-MAX_SOURCE_CHARS = 1000
-
-
-class InputError(ValueError):
-    """The text given cannot be translated; the message says why in words a user understands."""
+__all__ = [
+    "MAX_SOURCE_CHARS", "InputError", "source_ids", "pad_batch", "default_max_len", "next_token_logprobs",
+    "strip_eos", "greedy_batch", "expand_encoder", "BeamResult", "beam_search_batch", "translate_batch",
+    "Candidate", "StepRecord", "Trace", "iter_steps", "trace_translation", "trace_batch", "target_ids",
+    "branch_prefix",
+]
 
 
 # --- preparing input ------------------------------------------------------------------------------
 def source_ids(model: Transformer, tokenizer: Tokenizer, text: str) -> list[int]:
     """Ids of one French sentence plus eos, checked against the model's position limit."""
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("The text is empty: type a French sentence to translate.")
-    if len(text) > MAX_SOURCE_CHARS:
-        raise InputError(f"The text is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}.")
-    ids = tokenizer.encode(text.strip()) + [model.config.eos_id]
-    if len(ids) > model.config.max_positions:
-        raise InputError(
-            f"The sentence is {len(ids)} tokens long; this model reads at most {model.config.max_positions}."
-        )
-    return ids
+    return check_source(tokenizer, text, model.config.max_positions) + [model.config.eos_id]
+
+
+def target_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Ids of an English target prefix typed by a person (to force with ``trace_translation(prefix=)``)."""
+    if not isinstance(text, str):
+        raise InputError("the target prefix must be text")
+    return tokenizer.encode(text.strip()) if text.strip() else []
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -58,43 +79,14 @@ def default_max_len(model: Transformer, src_len: int, max_len: int | None = None
     return min(int(1.5 * src_len) + 10, limit)
 
 
-def next_token_logprobs(model: Transformer, logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities (N, V) with pad and bos ruled out: they are never a next token."""
-    logp = F.log_softmax(logits.float(), dim=-1)  # (N, V)
-    logp[:, model.config.pad_id] = float("-inf")
-    logp[:, model.config.bos_id] = float("-inf")
-    return logp
-
-
 def strip_eos(ids: list[int], eos_id: int) -> list[int]:
     return ids[: ids.index(eos_id)] if eos_id in ids else ids
 
 
 # --- batched search ---------------------------------------------------------------------------------
-@torch.no_grad()
-def greedy_batch(model: Transformer, src: torch.Tensor, max_len: int) -> list[list[int]]:
+def greedy_batch(model: Transformer, src: torch.Tensor, max_len: int, head_mask: HeadMask | None = None) -> list[list[int]]:
     """src (B, S) padded ids -> B output id lists (eos removed), with the KV cache."""
-    cfg = model.config
-    enc = model.encode(src)
-    cache = model.new_cache()
-    batch = src.size(0)
-    tokens = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=src.device)  # (B,)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
-    outputs = []
-    for _ in range(max_len):
-        logp = next_token_logprobs(model, model.decode_step(tokens, enc, cache).logits)  # (B, V)
-        tokens = logp.argmax(-1).masked_fill(finished, cfg.pad_id)  # (B,)
-        outputs.append(tokens)
-        finished |= tokens == cfg.eos_id
-        if bool(finished.all()):
-            break
-    out = torch.stack(outputs, 1).tolist()  # (B, T)
-    return [strip_eos([t for t in row if t != cfg.pad_id], cfg.eos_id) for row in out]
-
-
-def expand_encoder(enc: EncoderOutput, k: int) -> EncoderOutput:
-    """Repeat every sentence's encoder output k times: rows b*k .. b*k+k-1 are sentence b's beams."""
-    return EncoderOutput(enc.memory.repeat_interleave(k, 0), enc.src_mask.repeat_interleave(k, 0), None)
+    return [h.tokens for h in generate(model, src, Greedy(), max_len, head_mask=head_mask).hypotheses]
 
 
 @dataclass
@@ -105,7 +97,6 @@ class BeamResult:
     cache_bytes: list[int] = field(default_factory=list)  # KV-cache bytes after each step
 
 
-@torch.no_grad()
 def beam_search_batch(
     model: Transformer, src: torch.Tensor, beam_size: int, max_len: int, length_penalty: float = 1.0
 ) -> list[BeamResult]:
@@ -114,78 +105,8 @@ def beam_search_batch(
     A sentence stops once ``beam_size`` hypotheses have ended with eos; at ``max_len`` the alive
     beams compete with the finished ones. Beam size 1 is exactly greedy search.
     """
-    if beam_size < 1:
-        raise InputError(f"beam size must be at least 1, got {beam_size}")
-    cfg = model.config
-    device = src.device
-    batch, k = src.size(0), beam_size
-    enc = expand_encoder(model.encode(src), k)
-    cache = model.new_cache()
-    tokens = torch.full((batch * k,), cfg.bos_id, dtype=torch.long, device=device)  # (B*K,)
-    scores = torch.full((batch, k), float("-inf"), device=device)  # (B, K)
-    scores[:, 0] = 0.0  # all beams start identical; keep one alive so the first step is not duplicated
-    history = torch.empty((batch * k, 0), dtype=torch.long, device=device)  # (B*K, t)
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    done = [False] * batch
-    step_ms: list[float] = []
-    cache_bytes: list[int] = []
-
-    def norm(score: float, length: int) -> float:
-        return score / (max(length, 1) ** length_penalty)
-
-    for t in range(max_len):
-        start = time.perf_counter()
-        logp = next_token_logprobs(model, model.decode_step(tokens, enc, cache).logits)  # (B*K, V)
-        vocab = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(batch, k * vocab)  # (B, K*V)
-        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K): enough to find K non-eos
-        top_beam, top_tok = top_idx // vocab, top_idx % vocab
-        new_scores = torch.full((batch, k), float("-inf"), device=device)
-        new_rows = torch.zeros((batch, k), dtype=torch.long, device=device)
-        new_tok = torch.full((batch, k), cfg.pad_id, dtype=torch.long, device=device)
-        ts, tb, tt = top_scores.tolist(), top_beam.tolist(), top_tok.tolist()
-        for b in range(batch):
-            if done[b]:
-                continue
-            filled = 0
-            for j in range(2 * k):
-                score, beam, tok = ts[b][j], tb[b][j], tt[b][j]
-                if score == float("-inf"):
-                    break
-                row = b * k + beam
-                if tok == cfg.eos_id:
-                    if j < k:  # only eos that would rank among the top K counts as a finished hypothesis
-                        finished[b].append((norm(score, t + 1), history[row].tolist()))
-                    continue
-                new_scores[b, filled], new_rows[b, filled], new_tok[b, filled] = score, row, tok
-                filled += 1
-                if filled == k:
-                    break
-            if len(finished[b]) >= k:
-                done[b] = True
-        if all(done):
-            step_ms.append(timer_ms(device, start))
-            cache_bytes.append(cache.nbytes())
-            break
-        rows = new_rows.view(-1)  # (B*K,)
-        cache.reorder(rows)
-        history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1)], dim=1)  # (B*K, t+1)
-        scores = new_scores
-        tokens = new_tok.view(-1)
-        step_ms.append(timer_ms(device, start))
-        cache_bytes.append(cache.nbytes())
-
-    results = []
-    for b in range(batch):
-        pool = list(finished[b])
-        if not done[b]:
-            for j in range(k):
-                s = float(scores[b, j])
-                if s > float("-inf"):
-                    pool.append((norm(s, history.size(1)), history[b * k + j].tolist()))
-        best_score, best = max(pool, key=lambda p: p[0]) if pool else (float("-inf"), [])
-        results.append(BeamResult(best, best_score, step_ms, cache_bytes))
-    return results
+    gen = generate(model, src, Beam(beam_size, length_penalty), max_len)
+    return [BeamResult(h.tokens, h.norm_score, gen.step_ms, gen.cache_bytes) for h in gen.hypotheses]
 
 
 def translate_batch(
@@ -196,6 +117,7 @@ def translate_batch(
     length_penalty: float = 1.0,
     max_len: int | None = None,
     batch_size: int = 64,
+    head_mask: HeadMask | None = None,
 ) -> list[str]:
     """Translate many sentences, sorted by length into batches; output order matches input order.
 
@@ -209,16 +131,13 @@ def translate_batch(
             ids = tokenizer.encode(text.strip())[: model.config.max_positions - 1]
             encoded[i] = ids + [model.config.eos_id]
     order = sorted(encoded, key=lambda i: len(encoded[i]))
+    strategy = Greedy() if beam_size == 1 else Beam(beam_size, length_penalty)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         src = pad_batch([encoded[i] for i in chunk], model.config.pad_id, device)
         cap = default_max_len(model, src.size(1), max_len)
-        if beam_size == 1:
-            hyps = greedy_batch(model, src, cap)
-        else:
-            hyps = [r.tokens for r in beam_search_batch(model, src, beam_size, cap, length_penalty)]
-        for i, ids in zip(chunk, hyps):
-            out[i] = tokenizer.decode(ids)
+        for i, hyp in zip(chunk, generate(model, src, strategy, cap, head_mask=head_mask).hypotheses):
+            out[i] = tokenizer.decode(hyp.tokens)
     return out
 
 
@@ -237,13 +156,15 @@ class StepRecord:
     step: int  # 0-based index of the generated token
     token_id: int
     piece: str
-    prob: float  # probability of the chosen token
+    prob: float  # probability the model gave the chosen (or forced) token
     top_k: list[Candidate]
     self_attn: np.ndarray  # (layers, heads, step+1): the query token over <s> and the tokens so far
     cross_attn: np.ndarray  # (layers, heads, S): the query token over the source pieces
-    latency_ms: float  # wall time of this step (GPU-synchronised)
-    kv_self_bytes: int  # growing self-attention cache after this step
-    kv_cross_bytes: int  # fixed cross-attention cache
+    latency_ms: float  # wall time of this step (GPU-synchronised; all beams together)
+    kv_self_bytes: int  # growing self-attention cache after this step (all beams)
+    kv_cross_bytes: int  # fixed cross-attention cache (all beams)
+    forced: bool = False  # the token was imposed (a forced prefix), not chosen by the model
+    entropy: float | None = None  # nats, of the whole next-token distribution at this step
 
 
 @dataclass
@@ -262,24 +183,44 @@ class Trace:
     use_cache: bool
     device: str
     dtype: str
+    score: float = math.nan  # sum of the steps' log-probabilities (forced steps included)
+    norm_score: float = math.nan  # score / steps**length_penalty (beam search's ranking)
+    n_forced: int = 0  # the first n_forced steps were forced
+    tree: BeamTree | None = None  # beam search: every hypothesis considered, with its attention
+    batch_size: int = 1  # sentences decoded together (``trace_batch``): latencies are the whole batch's
 
     @property
     def total_ms(self) -> float:
         return self.encode_ms + sum(s.latency_ms for s in self.steps)
 
 
-def _record(
-    model: Transformer, tokenizer: Tokenizer, step: int, logits: torch.Tensor, chosen: int, out, top_k: int
-) -> tuple[int, str, float, list[Candidate], np.ndarray, np.ndarray]:
-    probs = next_token_logprobs(model, logits).exp()[0]  # (V,)
-    top_p, top_i = probs.topk(top_k)
-    cands = [Candidate(int(i), tokenizer.piece(int(i)), float(p)) for p, i in zip(top_p, top_i)]
-    self_attn = torch.stack([w[0] for w in out.self_attn]).float().cpu().numpy()  # (L, H, T)
-    cross_attn = torch.stack([w[0] for w in out.cross_attn]).float().cpu().numpy()  # (L, H, S)
-    return chosen, tokenizer.piece(chosen), float(probs[chosen]), cands, self_attn, cross_attn
+def step_records(tokenizer: Tokenizer, gen: Generation, hyp: Hypothesis, src_len: int | None = None,
+                 sentences: int = 1) -> list[StepRecord]:
+    """One ``StepRecord`` per token of ``hyp``, read from the rows that produced it (no replay).
+
+    In a greedy batch of ``sentences`` padded to one source width, each record keeps its row's first
+    ``src_len`` cross-attention columns (the rest are padding, weight 0) and this sentence's share of
+    the KV cache: exactly what a run of the sentence alone holds.
+    """
+    records = []
+    for p in hyp.path:
+        data = gen.steps[p.step]
+        top = [] if data.top_ids is None else [
+            Candidate(int(i), tokenizer.piece(int(i)), float(q)) for i, q in zip(data.top_ids[p.row], data.top_probs[p.row])
+        ]
+        cross = data.cross_attn[p.row]  # (L, H, S_padded)
+        width = cross.shape[-1]
+        src_len = width if src_len is None else src_len
+        records.append(StepRecord(
+            step=p.step, token_id=p.token_id, piece=tokenizer.piece(p.token_id), prob=float(np.exp(p.logprob)),
+            top_k=top, self_attn=data.self_attn[p.row], cross_attn=cross[..., :src_len],
+            latency_ms=data.latency_ms, kv_self_bytes=data.kv_self_bytes // sentences,
+            kv_cross_bytes=data.kv_cross_bytes // (sentences * width) * src_len,
+            forced=p.forced, entropy=None if data.entropy is None else float(data.entropy[p.row]),
+        ))
+    return records
 
 
-@torch.no_grad()
 def iter_steps(
     model: Transformer,
     tokenizer: Tokenizer,
@@ -289,50 +230,54 @@ def iter_steps(
     top_k: int = 10,
     forced: list[int] | None = None,
 ) -> Iterator[StepRecord]:
-    """Greedy decoding of one sentence (batch 1), yielding a ``StepRecord`` per generated token.
+    """Greedy decoding of one sentence (batch 1) as ``StepRecord``s, one per generated token.
 
-    With ``forced`` the tokens are given (a beam-search result) and the records show what the model
-    computed for that hypothesis. Stops after eos or ``max_len`` tokens.
+    With ``forced`` the tokens are given, followed by eos, and the records show what the model
+    computed for them. Stops after eos or ``max_len`` tokens.
     """
-    cfg = model.config
-    device = enc.memory.device
-    cache = model.new_cache() if use_cache else None
-    prefix = [cfg.bos_id]
-    steps = len(forced) + 1 if forced is not None else max_len
-    for step in range(min(steps, max_len)):
-        start = time.perf_counter()
-        if use_cache:
-            token = torch.tensor([prefix[-1]], device=device)
-            out = model.decode_step(token, enc, cache, need_weights=True)
-        else:
-            out = model.decode_prefix(torch.tensor([prefix], device=device), enc, need_weights=True)
-        if forced is not None:
-            chosen = forced[step] if step < len(forced) else cfg.eos_id
-        else:
-            chosen = int(next_token_logprobs(model, out.logits)[0].argmax())
-        synchronize(device)
-        latency = (time.perf_counter() - start) * 1000.0
-        token_id, piece, prob, cands, self_attn, cross_attn = _record(
-            model, tokenizer, step, out.logits, chosen, out, top_k
-        )
-        yield StepRecord(
-            step=step,
-            token_id=token_id,
-            piece=piece,
-            prob=prob,
-            top_k=cands,
-            self_attn=self_attn,
-            cross_attn=cross_attn,
-            latency_ms=latency,
-            kv_self_bytes=cache.self_nbytes() if cache is not None else 0,
-            kv_cross_bytes=cache.cross_nbytes() if cache is not None else 0,
-        )
-        if chosen == cfg.eos_id:
-            return
-        prefix.append(chosen)
+    strategy = Forced(list(forced) + [model.config.eos_id]) if forced is not None else Greedy()
+    gen = generate(model, None, strategy, max_len, enc=enc, use_cache=use_cache, need_weights=True,
+                   top_k=top_k, record=True)
+    yield from step_records(tokenizer, gen, gen.hypotheses[0])
 
 
-@torch.no_grad()
+def encode_traced(model: Transformer, src: torch.Tensor, head_mask: HeadMask | None,
+                  rows: int) -> tuple[EncoderOutput, float]:
+    """Encode src (B, S) with attention weights kept, timed; thread count as ``generate`` picks for ``rows``."""
+    device = src.device
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.inference_mode(), thread_count(default_threads(rows)):
+        enc = model.encode(src, need_weights=True, head_mask=head_mask)
+    return enc, timer_ms(device, start)
+
+
+def build_trace(model: Transformer, tokenizer: Tokenizer, text: str, ids: list[int], encoder_attn: np.ndarray,
+                encode_ms: float, steps: list[StepRecord], hyp: Hypothesis, beam_size: int, use_cache: bool,
+                tree: BeamTree | None = None, batch_size: int = 1) -> Trace:
+    """The ``Trace`` of one sentence from its decoded hypothesis and step records."""
+    param = next(model.parameters())
+    return Trace(
+        source_text=text,
+        source_ids=ids,
+        source_pieces=tokenizer.pieces(ids),
+        encoder_attn=encoder_attn,
+        encode_ms=encode_ms,
+        steps=steps,
+        translation=tokenizer.decode(hyp.tokens),
+        target_pieces=["<s>"] + [s.piece for s in steps],
+        beam_size=beam_size,
+        use_cache=use_cache,
+        device=str(param.device),
+        dtype=str(param.dtype).replace("torch.", ""),
+        score=hyp.score,
+        norm_score=hyp.norm_score,
+        n_forced=sum(s.forced for s in steps),
+        tree=tree,
+        batch_size=batch_size,
+    )
+
+
 def trace_translation(
     model: Transformer,
     tokenizer: Tokenizer,
@@ -342,47 +287,84 @@ def trace_translation(
     max_len: int | None = None,
     use_cache: bool = True,
     top_k: int = 10,
+    *,
+    prefix: list[int] | None = None,
+    head_mask: HeadMask | None = None,
+    on_step: Callable[[StepEvent], None] | None = None,
 ) -> Trace:
     """Translate one sentence and keep everything the app shows, step by step.
 
-    Greedy: records are taken live as decoding runs. Beam: the search runs first (its per-step
-    wall time and KV-cache bytes, for all beams, are what the records report), then the winning
-    hypothesis is replayed with the cache to collect its attention maps and top-k candidates.
+    ``prefix`` (target ids, see ``target_ids``/``branch_prefix``) is forced first; greedy or beam
+    search continues from it. ``head_mask`` switches heads off for the whole run. Records come from
+    the one decoding pass: with beam search each record is read from the row that produced the
+    winner's token at that step (its latency and KV bytes cover all beams), and ``Trace.tree`` holds
+    every hypothesis considered.
     """
+    if beam_size > 1 and not use_cache:
+        raise InputError("beam search runs with the KV cache; turn the cache on or use greedy search")
     ids = source_ids(model, tokenizer, text)
-    device = next(model.parameters()).device
-    src = torch.tensor([ids], device=device)  # (1, S)
+    src = torch.tensor([ids], device=next(model.parameters()).device)  # (1, S)
     cap = default_max_len(model, len(ids), max_len)
-    synchronize(device)
-    start = time.perf_counter()
-    enc = model.encode(src, need_weights=True)
-    encode_ms = timer_ms(device, start)
+    inner = Greedy() if beam_size == 1 else Beam(beam_size, length_penalty)
+    strategy = Forced(prefix, inner) if prefix else inner
+    enc, encode_ms = encode_traced(model, src, head_mask, beam_size)  # as generate() would encode
     encoder_attn = torch.stack([w[0] for w in enc.self_attn]).float().cpu().numpy()  # (L, H, S, S)
+    gen = generate(model, src, strategy, cap, enc=enc, use_cache=use_cache, need_weights=True, top_k=top_k,
+                   head_mask=head_mask, on_step=on_step, record=True)
+    hyp = gen.hypotheses[0]
+    return build_trace(model, tokenizer, text, ids, encoder_attn, encode_ms, step_records(tokenizer, gen, hyp), hyp,
+                       beam_size, use_cache, gen.trees[0] if gen.trees else None)
 
-    if beam_size == 1:
-        steps = list(iter_steps(model, tokenizer, enc, cap, use_cache, top_k))
-    else:
-        if not use_cache:
-            raise InputError("beam search runs with the KV cache; turn the cache on or use greedy search")
-        result = beam_search_batch(model, src, beam_size, cap, length_penalty)[0]
-        steps = list(iter_steps(model, tokenizer, enc, cap, True, top_k, forced=result.tokens))
-        for rec, ms, nbytes in zip(steps, result.step_ms, result.cache_bytes):
-            rec.latency_ms = ms
-            cross = rec.kv_cross_bytes * beam_size
-            rec.kv_cross_bytes, rec.kv_self_bytes = cross, nbytes - cross
-    out_ids = [s.token_id for s in steps if s.token_id != model.config.eos_id]
-    param = next(model.parameters())
-    return Trace(
-        source_text=text,
-        source_ids=ids,
-        source_pieces=tokenizer.pieces(ids),
-        encoder_attn=encoder_attn,
-        encode_ms=encode_ms,
-        steps=steps,
-        translation=tokenizer.decode(out_ids),
-        target_pieces=["<s>"] + [s.piece for s in steps],
-        beam_size=beam_size,
-        use_cache=use_cache,
-        device=str(param.device),
-        dtype=str(param.dtype).replace("torch.", ""),
-    )
+
+def cut_greedy(hyp: Hypothesis, cap: int) -> Hypothesis:
+    """A greedy hypothesis decoded past ``cap`` tokens, as a run with ``max_len=cap`` would have ended it."""
+    if len(hyp.path) <= cap:
+        return hyp
+    path = hyp.path[:cap]  # an eos can only be the last token, so none is left
+    score = sum(p.logprob for p in path)
+    return Hypothesis([p.token_id for p in path], path, score, score / max(cap, 1), False)
+
+
+def trace_batch(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    texts: list[str],
+    max_len: int | None = None,
+    use_cache: bool = True,
+    top_k: int = 10,
+    *,
+    head_mask: HeadMask | None = None,
+) -> list[Trace]:
+    """Greedy traces of several sentences decoded together: one batched encode and one batched loop.
+
+    Each trace equals ``trace_translation(model, tokenizer, text, max_len=max_len, ...)`` for its
+    sentence (same tokens; probabilities and attention up to float rounding): every sentence keeps
+    its own length cap, padding gets no attention, and the KV bytes are the sentence's own. Only the
+    timings are shared: ``encode_ms`` and each step's ``latency_ms`` are the batch's, and
+    ``Trace.batch_size`` says how many sentences ran together.
+    """
+    if not texts:
+        return []
+    ids = [source_ids(model, tokenizer, t) for t in texts]
+    src = pad_batch(ids, model.config.pad_id, next(model.parameters()).device)  # (B, S)
+    caps = [default_max_len(model, len(i), max_len) for i in ids]
+    enc, encode_ms = encode_traced(model, src, head_mask, len(texts))
+    encoder_attn = torch.stack(enc.self_attn, 1).float().cpu().numpy()  # (B, L, H, S, S)
+    gen = generate(model, src, Greedy(), max(caps), enc=enc, use_cache=use_cache, need_weights=True, top_k=top_k,
+                   head_mask=head_mask, record=True)
+    traces = []
+    for b, (text, sid, cap) in enumerate(zip(texts, ids, caps)):
+        n = len(sid)
+        hyp = cut_greedy(gen.hypotheses[b], cap)
+        steps = step_records(tokenizer, gen, hyp, src_len=n, sentences=len(texts))
+        traces.append(build_trace(model, tokenizer, text, sid, encoder_attn[b, :, :, :n, :n].copy(), encode_ms, steps, hyp,
+                                  1, use_cache, batch_size=len(texts)))
+    return traces
+
+
+def branch_prefix(trace: Trace, step: int, token_id: int) -> list[int]:
+    """The prefix that keeps ``trace``'s first ``step`` tokens and puts ``token_id`` at ``step``:
+    clicking a top-k candidate re-decodes from there with ``trace_translation(prefix=...)``."""
+    if not 0 <= step <= len(trace.steps):
+        raise InputError(f"step {step} is outside this translation's 0..{len(trace.steps)}")
+    return [s.token_id for s in trace.steps[:step]] + [int(token_id)]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MultiHeadAttention
+from .attention import HeadMask, MultiHeadAttention, attention_weights, key_bias, layer_mask
 from .cache import KVCache
 from .config import ModelConfig
 from .dropout import FastDropout
@@ -24,6 +25,11 @@ class EncoderOutput:
     memory: torch.Tensor  # (B, S, D)
     src_mask: torch.Tensor  # (B, S) bool, True at real tokens
     self_attn: list[torch.Tensor] | None  # per layer (B, H, S, S), when asked for
+
+    @cached_property
+    def key_bias(self) -> torch.Tensor | None:
+        """Additive (B, 1, 1, S) padding bias for attention over the source, None without padding."""
+        return key_bias(self.src_mask, self.memory.dtype)
 
 
 @dataclass
@@ -38,7 +44,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(config.d_model, config.d_ff)
         self.linear2 = nn.Linear(config.d_ff, config.d_model)
-        self.activation = F.relu if config.activation == "relu" else F.gelu
+        self.activation = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))  # (B, L, D)
@@ -57,7 +63,7 @@ class Sublayer(nn.Module):
         return self.norm(x) if self.pre else x
 
     def output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(y)
+        x = x + (self.dropout(y) if self.training else y)  # no module call per sub-layer at inference
         return x if self.pre else self.norm(x)
 
 
@@ -70,12 +76,16 @@ class EncoderLayer(nn.Module):
         self.ffn_block = Sublayer(config)
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor, need_weights: bool = False
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        need_weights: bool = False,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, S, D), key_mask (B, 1, 1, S) -> (B, S, D) and weights (B, H, S, S) or None."""
         h = self.attn_block.input(x)
-        k, v = self.self_attn.project_kv(h)
-        y, weights = self.self_attn(h, k, v, mask=key_mask, need_weights=need_weights)
+        q, k, v = self.self_attn.project_qkv(h)  # (B, H, S, Dh) each
+        y, weights = self.self_attn(h, k, v, mask=key_mask, need_weights=need_weights, head_mask=head_mask, q=q)
         x = self.attn_block.output(x, y)
         x = self.ffn_block.output(x, self.ffn(self.ffn_block.input(x)))
         return x, weights
@@ -95,30 +105,87 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
-        key_mask: torch.Tensor,
+        key_mask: torch.Tensor | None,
         cache: KVCache | None = None,
         layer_index: int = 0,
         need_weights: bool = False,
+        head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x (B, T, D); cross_kv each (B, H, S, Dh); key_mask (B, 1, 1, S).
+        """x (B, T, D); cross_kv each (B, H, S, Dh); key_mask (B, 1, 1, S) or None.
 
         Without a cache, x is the whole target prefix and a causal mask applies. With one, x is the
         single newest position (T = 1): its keys/values are appended and it attends over all of them.
         Returns (B, T, D), self weights (B, H, T, T_total) and cross weights (B, H, T, S) or Nones.
         """
+        self_mask = layer_mask(head_mask, "decoder_self", layer_index)
         h = self.self_block.input(x)
-        k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
+        q, k, v = self.self_attn.project_qkv(h)  # (B, H, T, Dh) each
         if cache is None:
-            y, self_w = self.self_attn(h, k, v, is_causal=True, need_weights=need_weights)
+            y, self_w = self.self_attn(h, k, v, is_causal=True, need_weights=need_weights, head_mask=self_mask, q=q)
         else:
             k, v = cache.append_self(layer_index, k, v)  # (B, H, T_total, Dh)
-            y, self_w = self.self_attn(h, k, v, need_weights=need_weights)
+            # One new query sees every cached position; several (a forced chunk) need the causal mask.
+            y, self_w = self.self_attn(h, k, v, is_causal=q.size(2) > 1, need_weights=need_weights,
+                                       head_mask=self_mask, q=q)
         x = self.self_block.output(x, y)
         h = self.cross_block.input(x)
-        y, cross_w = self.cross_attn(h, *cross_kv, mask=key_mask, need_weights=need_weights)
+        y, cross_w = self.cross_attn(h, *cross_kv, mask=key_mask, need_weights=need_weights,
+                                     head_mask=layer_mask(head_mask, "cross", layer_index))
         x = self.cross_block.output(x, y)
         x = self.ffn_block.output(x, self.ffn(self.ffn_block.input(x)))
         return x, self_w, cross_w
+
+
+    def step_weights(self) -> tuple | None:
+        """The tensors ``step`` reads, gathered once per decoding (a cache holds them); None where ``step``
+        does not apply: training, dynamic-int8 layers, or the reference path (``attention.reference_path``)."""
+        sa, ca, ffn = self.self_attn, self.cross_attn, self.ffn
+        qkv = sa.fused_qkv()
+        linears = (sa.out_proj, ca.q_proj, ca.out_proj, ffn.linear1, ffn.linear2)
+        if self.training or qkv is None or any(type(m) is not nn.Linear for m in linears):
+            return None
+        norms = (self.self_block.norm, self.cross_block.norm, self.ffn_block.norm)
+        return (qkv, *((m.weight, m.bias) for m in linears), *((n.weight, n.bias, n.eps) for n in norms))
+
+    def step(
+        self, x: torch.Tensor, cache: KVCache, layer_index: int, key_bias: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``forward`` for one new position x (B, 1, D) with a cache, at inference without a head mask.
+
+        The same aten ops on the same tensors as ``forward`` (so the same bits, tests/test_search.py),
+        without the module calls, attribute look-ups and masks that cost a batch-1 step a quarter of its
+        time. Returns (B, 1, D) and, with ``need_weights``, self (B, H, 1, T) and cross (B, H, 1, S) weights.
+        """
+        entry = cache.layers[layer_index]
+        qkv, self_out, cross_q, cross_out, ff1, ff2, *norms = entry.weights
+        b, d = x.size(0), x.size(-1)
+        h = self.self_attn.n_heads
+        pre = self.self_block.pre
+
+        def sublayer(x: torch.Tensor, norm: tuple, run) -> torch.Tensor:  # Sublayer.input/output at inference
+            y = run(F.layer_norm(x, (d,), *norm) if pre else x)
+            return x + y if pre else F.layer_norm(x + y, (d,), *norm)
+
+        def self_attention(y: torch.Tensor) -> torch.Tensor:
+            q, k, v = F.linear(y, *qkv).view(b, 1, 3, h, d // h).transpose(1, 3).unbind(2)  # (B, H, 1, Dh)
+            k, v = cache.append_self(layer_index, k, v)  # (B, H, T, Dh)
+            if need_weights:
+                weights[0] = attention_weights(q, k, None)  # (B, H, 1, T)
+            y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 1, d)  # (B, 1, D)
+            return F.linear(y, *self_out)
+
+        def cross_attention(y: torch.Tensor) -> torch.Tensor:
+            q = F.linear(y, *cross_q).view(b, 1, h, d // h).transpose(1, 2)  # (B, H, 1, Dh)
+            if need_weights:
+                weights[1] = attention_weights(q, entry.cross_k, key_bias)  # (B, H, 1, S)
+            y = F.scaled_dot_product_attention(q, entry.cross_k, entry.cross_v, attn_mask=key_bias)  # (B, H, 1, Dh)
+            return F.linear(y.transpose(1, 2).reshape(b, 1, d), *cross_out)
+
+        weights: list[torch.Tensor | None] = [None, None]
+        x = sublayer(x, norms[0], self_attention)
+        x = sublayer(x, norms[1], cross_attention)
+        x = sublayer(x, norms[2], lambda y: F.linear(self.ffn.activation(F.linear(y, *ff1)), *ff2))
+        return x, weights[0], weights[1]
 
 
 class Transformer(nn.Module):
@@ -132,6 +199,8 @@ class Transformer(nn.Module):
             self.src_embed = nn.Embedding(config.src_vocab_size, d)
             self.tgt_embed = nn.Embedding(config.tgt_vocab_size, d)
             self.lm_head = nn.Linear(d, config.tgt_vocab_size, bias=False)
+        # Zero-initialised and absent unless asked for, so existing checkpoints load strictly.
+        self.output_bias = nn.Parameter(torch.zeros(config.tgt_vocab_size)) if config.output_bias else None
         self.register_buffer("pe", sinusoidal_encoding(config.max_positions, d), persistent=False)
         self.embed_dropout = FastDropout(config.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_encoder_layers))
@@ -178,43 +247,73 @@ class Transformer(nn.Module):
         return src_mask[:, None, None, :]  # (B, 1, 1, S)
 
     # --- training -------------------------------------------------------------------------------
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, head_mask: HeadMask | None = None) -> torch.Tensor:
         """Teacher-forced pass: src (B, S), tgt_in (B, T) ids -> logits (B, T, V). No softmax."""
-        enc = self.encode(src)
-        x = self.run_decoder(tgt_in, enc)[0]  # (B, T, D)
-        return F.linear(x, self.output_weight())  # (B, T, V)
+        enc = self.encode(src, head_mask=head_mask)
+        x = self.run_decoder(tgt_in, enc, head_mask=head_mask)[0]  # (B, T, D)
+        return self.project(x)  # (B, T, V)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder states (..., D) -> next-token logits (..., V)."""
+        if not self.config.tie_embeddings and not isinstance(self.lm_head.weight, torch.Tensor):
+            y = self.lm_head(x)  # a dynamically quantised lm_head (model.quantize) is called, not read
+            return y if self.output_bias is None else y + self.output_bias
+        return F.linear(x, self.output_weight(), self.output_bias)
 
     # --- inference ------------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, need_weights: bool = False) -> EncoderOutput:
+    def encode(self, src: torch.Tensor, need_weights: bool = False, head_mask: HeadMask | None = None) -> EncoderOutput:
         """src (B, S) ids, padded with pad_id -> memory (B, S, D), plus per-layer (B, H, S, S) weights."""
         src_mask = src != self.config.pad_id  # (B, S)
-        key_mask = self.key_mask(src_mask)
         x = self.embed_tokens(src, self.src_embedding())
+        bias = key_bias(src_mask, x.dtype)  # (B, 1, 1, S) or None
         weights = [] if need_weights else None
-        for layer in self.encoder_layers:
-            x, w = layer(x, key_mask, need_weights)
+        for i, layer in enumerate(self.encoder_layers):
+            x, w = layer(x, bias, need_weights, layer_mask(head_mask, "encoder", i))
             if weights is not None:
                 weights.append(w)
         return EncoderOutput(memory=self.encoder_norm(x), src_mask=src_mask, self_attn=weights)
 
     def run_decoder(
-        self, tgt: torch.Tensor, enc: EncoderOutput, cache: KVCache | None = None, need_weights: bool = False
+        self,
+        tgt: torch.Tensor,
+        enc: EncoderOutput,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+        head_mask: HeadMask | None = None,
+        states: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[torch.Tensor] | None]:
-        """tgt (B, T) -> hidden states (B, T, D) and per-layer self/cross weights when asked for."""
+        """tgt (B, T) -> hidden states (B, T, D) and per-layer self/cross weights when asked for.
+
+        ``states``, when given a list, receives each decoder layer's output (B, T, D) (the logit lens).
+        """
         offset = cache.length if cache is not None else 0
         x = self.embed_tokens(tgt, self.tgt_embedding(), offset)  # (B, T, D)
-        key_mask = self.key_mask(enc.src_mask)
+        key_mask = enc.key_bias
         if cache is not None and not cache.has_cross:
             for layer, entry in zip(self.decoder_layers, cache.layers):
                 entry.cross_k, entry.cross_v = layer.cross_attn.project_kv(enc.memory)  # (B, H, S, Dh)
         self_ws = [] if need_weights else None
         cross_ws = [] if need_weights else None
+        if cache is not None and cache.length == 0:
+            for layer, entry in zip(self.decoder_layers, cache.layers):
+                entry.weights = layer.step_weights()
+        lean = cache is not None and tgt.size(1) == 1 and head_mask is None and states is None
+        if lean and cache.layers[0].weights is not None:  # the incremental step of the app and the CLI
+            for i, layer in enumerate(self.decoder_layers):
+                x, sw, cw = layer.step(x, cache, i, key_mask, need_weights)
+                if need_weights:
+                    self_ws.append(sw)
+                    cross_ws.append(cw)
+            cache.length += 1
+            return self.decoder_norm(x), self_ws, cross_ws
         for i, layer in enumerate(self.decoder_layers):
             if cache is not None:
                 cross_kv = (cache.layers[i].cross_k, cache.layers[i].cross_v)
             else:
                 cross_kv = layer.cross_attn.project_kv(enc.memory)
-            x, sw, cw = layer(x, cross_kv, key_mask, cache, i, need_weights)
+            x, sw, cw = layer(x, cross_kv, key_mask, cache, i, need_weights, head_mask)
+            if states is not None:
+                states.append(x)
             if need_weights:
                 self_ws.append(sw)
                 cross_ws.append(cw)
@@ -222,11 +321,17 @@ class Transformer(nn.Module):
             cache.length += tgt.size(1)
         return self.decoder_norm(x), self_ws, cross_ws
 
-    def new_cache(self) -> KVCache:
-        return KVCache.empty(self.config.n_decoder_layers)
+    def new_cache(self, capacity: int = 16) -> KVCache:
+        """An empty cache whose self-attention buffers start with room for ``capacity`` positions."""
+        return KVCache.empty(self.config.n_decoder_layers, capacity)
 
     def decode_step(
-        self, token: torch.Tensor, enc: EncoderOutput, cache: KVCache, need_weights: bool = False
+        self,
+        token: torch.Tensor,
+        enc: EncoderOutput,
+        cache: KVCache,
+        need_weights: bool = False,
+        head_mask: HeadMask | None = None,
     ) -> StepOutput:
         """One incremental step: token (B,) is the latest target token, at position ``cache.length``.
 
@@ -234,16 +339,18 @@ class Transformer(nn.Module):
         encoder memory on the first step only) and returns next-token logits (B, V) and, when asked,
         per-layer self-attention (B, H, T) and cross-attention (B, H, S) of this step.
         """
-        x, self_ws, cross_ws = self.run_decoder(token[:, None], enc, cache, need_weights)  # (B, 1, D)
-        logits = F.linear(x[:, -1], self.output_weight())  # (B, V)
+        x, self_ws, cross_ws = self.run_decoder(token[:, None], enc, cache, need_weights, head_mask)  # (B, 1, D)
+        logits = self.project(x[:, -1])  # (B, V)
         if not need_weights:
             return StepOutput(logits, None, None)
         return StepOutput(logits, [w[:, :, -1] for w in self_ws], [w[:, :, -1] for w in cross_ws])
 
-    def decode_prefix(self, prefix: torch.Tensor, enc: EncoderOutput, need_weights: bool = False) -> StepOutput:
+    def decode_prefix(
+        self, prefix: torch.Tensor, enc: EncoderOutput, need_weights: bool = False, head_mask: HeadMask | None = None
+    ) -> StepOutput:
         """The cache-free equivalent of ``decode_step``: recompute the whole prefix (B, T) from scratch."""
-        x, self_ws, cross_ws = self.run_decoder(prefix, enc, None, need_weights)  # (B, T, D)
-        logits = F.linear(x[:, -1], self.output_weight())  # (B, V)
+        x, self_ws, cross_ws = self.run_decoder(prefix, enc, None, need_weights, head_mask)  # (B, T, D)
+        logits = self.project(x[:, -1])  # (B, V)
         if not need_weights:
             return StepOutput(logits, None, None)
         return StepOutput(logits, [w[:, :, -1] for w in self_ws], [w[:, :, -1] for w in cross_ws])

@@ -70,12 +70,34 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def served_app(tiny_checkpoint):
-    """The Gradio app on the tiny checkpoint, served on a free loopback port for the whole session."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests
-    import app
+def tiny_checkpoint_b(tmp_path_factory, tiny_tokenizer: Tokenizer) -> Path:
+    """A second tiny model (pre-LN, other seed): the app's model picker and compare view need two."""
+    torch.manual_seed(1)
+    model = Transformer(tiny_config(tiny_tokenizer.vocab_size, norm="pre")).eval()
+    path = tmp_path_factory.mktemp("ckpt_b") / "tiny-pre.safetensors"
+    record = {"steps": 20, "dev_history": [{"step": 10, "minutes": 1.0, "bleu": 1.5, "chrf": 9.0},
+                                           {"step": 20, "minutes": 2.0, "bleu": 3.0, "chrf": 12.0}]}
+    save_checkpoint(path, model, tiny_tokenizer, record)
+    return path
 
-    demo = app.build_demo(tiny_checkpoint, device="cpu")
+
+@pytest.fixture(scope="session")
+def app_context(tiny_checkpoint, tiny_checkpoint_b):
+    """Both tiny models loaded as the app loads them (the first is the default)."""
+    from ui.context import load_context
+
+    return load_context([tiny_checkpoint, tiny_checkpoint_b], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def served_app(app_context):
+    """The Gradio app on the two tiny checkpoints, served on a free loopback port for the whole session."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests
+    from ui.handlers import warm_up
+    from ui.layout import build_demo
+
+    warm_up(app_context)
+    demo = build_demo(app_context)
     demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
     try:
         yield demo

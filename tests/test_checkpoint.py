@@ -83,3 +83,106 @@ def test_tokenizer_that_does_not_match_the_vocabulary_is_refused(tmp_path, tiny_
     with pytest.raises(CheckpointError, match="vocab.safetensors: tokenizer has 96 pieces"):
         load_checkpoint(path)
 
+
+
+# --- integrity and config validation ----------------------------------------------------------------
+def rewrite(src, dst, meta_change=None, config_change=None):
+    """Copy a checkpoint with its metadata (or the config inside it) edited; tensors stay as they are."""
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if config_change:
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **config_change})
+    meta.update(meta_change or {})
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def test_saved_checkpoint_records_the_hash_of_its_tensors(tiny_checkpoint):
+    from safetensors import safe_open
+
+    from model.checkpoint import HASH_KEY, tensors_sha256
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        recorded = f.metadata()[HASH_KEY]
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert recorded == tensors_sha256(tensors) and len(recorded) == 64
+    tensors["embed.weight"] = tensors["embed.weight"].clone()
+    tensors["embed.weight"][3, 5] += 1e-3
+    assert tensors_sha256(tensors) != recorded
+
+
+def test_flipped_bytes_in_the_weights_raise(tmp_path, tiny_checkpoint):
+    data = bytearray(tiny_checkpoint.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    for offset in (header + 10, (header + len(data)) // 2, len(data) - 3):  # first, middle and last tensors
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x01
+        bad = tmp_path / "flipped.safetensors"
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(CheckpointError, match=r"^\S*flipped.safetensors: weights are corrupted: .*SHA-256"):
+            load_checkpoint(bad)
+
+
+def test_checkpoint_without_a_hash_loads_with_a_warning(tmp_path, tiny_model, tiny_checkpoint):
+    from model.checkpoint import UnverifiedCheckpointWarning
+
+    old = rewrite(tiny_checkpoint, tmp_path / "old.safetensors", meta_change={"tensors_sha256": None})
+    with pytest.warns(UnverifiedCheckpointWarning, match="old.safetensors: no tensors_sha256"):
+        ckpt = load_checkpoint(old)
+    assert torch.equal(sample_logits(ckpt.model), sample_logits(tiny_model))
+
+
+def test_shipped_checkpoint_carries_a_hash():
+    from safetensors import safe_open
+
+    from model.checkpoint import DEFAULT_CHECKPOINT, HASH_KEY
+
+    with safe_open(str(DEFAULT_CHECKPOINT), framework="pt") as f:
+        assert len(f.metadata()[HASH_KEY]) == 64  # checking it is the loader's job, tested above
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"d_ff": -4}, "d_ff must be an integer from 1 to 65536, got -4"),
+    ({"max_positions": 1e9}, "max_positions must be an integer from 2 to 8192, got 1000000000.0"),
+    ({"max_positions": 10**9}, "max_positions must be an integer from 2 to 8192, got 1000000000"),
+    ({"n_heads": True}, "n_heads must be an integer from 1 to 256, got True"),
+    ({"dropout": float("nan")}, "dropout must be a number in [0, 1), got nan"),
+    ({"dropout": "0.1"}, "dropout must be a number in [0, 1), got '0.1'"),
+    ({"activation": "swish"}, "activation must be one of 'relu', 'gelu'"),
+    ({"tie_embeddings": 1}, "tie_embeddings must be true or false, got 1"),
+    ({"eos_id": 96}, "eos_id must be a token id below the vocabulary size 96, got 96"),
+    ({"bos_id": 3}, "pad, unk, bos and eos ids must differ"),
+    ({"d_model": 33, "n_heads": 3}, "d_model must be even"),
+])
+def test_bad_config_values_are_refused_with_one_line(tmp_path, tiny_checkpoint, change, reason):
+    bad = rewrite(tiny_checkpoint, tmp_path / "cfg.safetensors", config_change=change)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}: bad config: ") and reason in message and "\n" not in message
+
+
+def test_config_of_another_width_is_one_line_naming_a_tensor(tmp_path, tiny_checkpoint):
+    bad = rewrite(tiny_checkpoint, tmp_path / "wide.safetensors", config_change={"d_model": 64})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 300
+    assert "weights do not match the config:" in message and "of another shape (first " in message
+    assert "x32 in the file" in message or "32 in the file" in message
+
+
+def test_config_errors_are_value_errors_with_the_field_named():
+    from model.config import ModelConfig
+    from model.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="d_ff must be an integer"):
+        ModelConfig(d_ff=-4)
+    with pytest.raises(ValueError, match="a model config must be a JSON object"):
+        ModelConfig.from_dict([1, 2])
+    assert ModelConfig.from_dict({"d_model": 128, "n_heads": 4}).d_model == 128  # absent fields keep defaults
+

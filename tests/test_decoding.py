@@ -30,7 +30,7 @@ def model_and_source(seed: int = 0):
 def test_cached_decoding_equals_uncached_at_every_step():
     model, src = model_and_source()
     enc = model.encode(src)
-    cache = model.new_cache()
+    cache = model.new_cache(capacity=3)  # small, so the preallocated buffers grow twice on the way
     prefix = torch.full((3, 1), model.config.bos_id)
     for _ in range(12):
         cached = model.decode_step(prefix[:, -1], enc, cache, need_weights=True)
@@ -41,7 +41,7 @@ def test_cached_decoding_equals_uncached_at_every_step():
         nxt = cached.logits.argmax(-1)
         assert torch.equal(nxt, full.logits.argmax(-1))
         prefix = torch.cat([prefix, nxt[:, None]], dim=1)
-    assert cache.length == 12
+    assert cache.length == 12 and cache.layers[0].k_buf.size(2) == 12
 
 
 @torch.no_grad()

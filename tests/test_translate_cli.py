@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from viz.trace_json import check_trace_json
 from conftest import ROOT
 
 
@@ -22,7 +23,13 @@ def test_translates_one_sentence_and_dumps_steps(tiny_checkpoint, tmp_path):
     assert record["source_pieces"][-1] == "</s>"
     assert 1 <= len(record["steps"]) <= 5
     step = record["steps"][0]
-    assert {"piece", "prob", "top_k", "cross_attn", "self_attn", "latency_ms", "kv_self_bytes"} <= set(step)
+    assert {"piece", "prob", "top_k", "latency_ms", "kv_self_bytes"} <= set(step)
+    # the one trace format (viz.trace_json), with readable float arrays
+    check_trace_json(record)
+    n_steps, n_src = len(record["steps"]), len(record["source_pieces"])
+    cross = record["attention"]["cross"]
+    assert (cross["dtype"], cross["scale"]) == ("float32", 1.0) and isinstance(cross["data"], list)
+    assert list(cross["shape"])[2:] == [n_steps, n_src]
 
 
 def test_stdin_gives_one_line_per_line_in_order(tiny_checkpoint):

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
-    # data
+    # data: comma-separated files, each with an optional ":weight" (times an epoch sees it)
     train_path: str = "../shared/data/tatoeba/train.tsv"
+    # dev files: the selection metric is the mean BLEU over them, each cut to dev_limit pairs
     dev_path: str = "../shared/data/tatoeba/dev.tsv"
     out_dir: str = "runs/base"
     vocab_size: int = 8000
     max_sentence_tokens: int = 128  # longer pairs are dropped from training
+    aug_rate: float = 0.0  # share of pairs with a shared name/city/number that get a substituted copy
+    split_elision: bool = False  # tokenizer: "l'animal" -> "l' animal" before SentencePiece
+    byte_fallback: bool = False  # tokenizer: unknown characters become bytes, never <unk>
     # model (see model.config.ModelConfig)
     d_model: int = 256
     n_heads: int = 8

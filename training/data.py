@@ -1,7 +1,9 @@
 """Reading fr<TAB>en files and cutting them into token-bucketed batches."""
 from __future__ import annotations
 
+import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +35,19 @@ class EncodedPairs:
     tgt: list[list[int]]  # English ids + eos (bos is added when batching)
 
 
-def encode_pairs(pairs: list[tuple[str, str]], tokenizer: Tokenizer, max_tokens: int, eos_id: int) -> EncodedPairs:
-    """Encode both sides, dropping pairs longer than ``max_tokens`` on either side."""
+def encode_kept(
+    pairs: list[tuple[str, str]], tokenizer: Tokenizer, max_tokens: int, eos_id: int
+) -> tuple[EncodedPairs, list[tuple[str, str]]]:
+    """Encode both sides, dropping pairs longer than ``max_tokens`` on either side; also the kept pairs."""
     fr = tokenizer.encode_batch([p[0] for p in pairs])
     en = tokenizer.encode_batch([p[1] for p in pairs])
-    keep = [(s + [eos_id], t + [eos_id]) for s, t in zip(fr, en) if len(s) < max_tokens and len(t) < max_tokens]
-    return EncodedPairs([k[0] for k in keep], [k[1] for k in keep])
+    keep = [i for i, (s, t) in enumerate(zip(fr, en)) if len(s) < max_tokens and len(t) < max_tokens]
+    return EncodedPairs([fr[i] + [eos_id] for i in keep], [en[i] + [eos_id] for i in keep]), [pairs[i] for i in keep]
+
+
+def encode_pairs(pairs: list[tuple[str, str]], tokenizer: Tokenizer, max_tokens: int, eos_id: int) -> EncodedPairs:
+    """Encode both sides, dropping pairs longer than ``max_tokens`` on either side."""
+    return encode_kept(pairs, tokenizer, max_tokens, eos_id)[0]
 
 
 def make_batches(data: EncodedPairs, max_tokens: int, seed: int) -> list[list[int]]:
@@ -82,3 +91,54 @@ def collate(
         tgt_in[row, 1 : len(t)] = torch.tensor(t[:-1])
         tgt_out[row, : len(t)] = torch.tensor(t)
     return src, tgt_in, tgt_out
+
+
+@dataclass(frozen=True)
+class Source:
+    """One training file and how many times an epoch sees it (1.5 = every pair once, half of them twice)."""
+
+    path: str
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+
+def parse_sources(spec: str) -> list[Source]:
+    """``"a.tsv:1,b.tsv:2.5"`` (weights optional, default 1) -> sources; raises ValueError with a reason."""
+    sources = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        path, _, weight = item.rpartition(":") if re.search(r":[\d.]+$", item) else (item, "", "1")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ValueError(f"bad weight in {item!r}") from None
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"weight must be a finite number >= 0 in {item!r}")
+        sources.append(Source(path, w))
+    if not sources:
+        raise ValueError(f"no data files in {spec!r}")
+    return sources
+
+
+def epoch_indices(sizes: list[int], weights: list[float], seed: int) -> list[int]:
+    """Indices into the concatenated sources for one epoch: ``floor(w)`` full copies of each source plus
+    a seeded random ``w - floor(w)`` share of it, so a weight of 0.5 halves a source and 2 doubles it."""
+    rng = random.Random(seed)
+    out, start = [], 0
+    for size, w in zip(sizes, weights):
+        block = list(range(start, start + size))
+        out += block * int(w)
+        out += rng.sample(block, round((w - int(w)) * size))
+        start += size
+    return out
+
+
+def subset(data: EncodedPairs, indices: list[int], extra: EncodedPairs | None = None) -> EncodedPairs:
+    """The pairs at ``indices`` (repeats allowed), followed by ``extra``'s pairs."""
+    src = [data.src[i] for i in indices] + (extra.src if extra else [])
+    tgt = [data.tgt[i] for i in indices] + (extra.tgt if extra else [])
+    return EncodedPairs(src, tgt)

@@ -25,7 +25,9 @@ from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
 from .config import TrainConfig
-from .data import collate, encode_pairs, make_batches, read_pairs
+from .augment import augment
+from .data import (EncodedPairs, collate, encode_kept, encode_pairs, epoch_indices, make_batches, parse_sources,
+                   read_pairs, subset)
 from .metrics import score
 from .schedule import inverse_sqrt_lr
 
@@ -71,24 +73,46 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
 def load_or_train_tokenizer(cfg: TrainConfig, train_pairs: list[tuple[str, str]], out: Path) -> Tokenizer:
     path = out / "spm.model"
     if path.exists():
-        return Tokenizer.load(path)
+        return Tokenizer.load(path, split_elision=cfg.split_elision)
     t0 = time.time()
     sentences = [s for pair in train_pairs for s in pair]
-    tok = Tokenizer.train(sentences, cfg.vocab_size)
+    tok = Tokenizer.train(sentences, cfg.vocab_size, split_elision=cfg.split_elision, byte_fallback=cfg.byte_fallback)
     path.write_bytes(tok.model_proto)
     log(f"trained SentencePiece: {tok.vocab_size} pieces on {len(sentences)} sentences in {time.time() - t0:.0f}s")
     return tok
 
 
-def evaluate_dev(model: Transformer, tok: Tokenizer, dev: list[tuple[str, str]]) -> dict:
+def evaluate_dev(model: Transformer, tok: Tokenizer, dev: dict[str, list[tuple[str, str]]]) -> dict:
+    """Greedy BLEU/chrF on each dev set; ``bleu``/``chrf`` are their means, the selection metric."""
     was_training = model.training
     model.eval()
     t0 = time.time()
-    hyps = translate_batch(model, tok, [p[0] for p in dev], batch_size=100)
-    result = score(hyps, [p[1] for p in dev]).as_dict()
-    result["seconds"] = round(time.time() - t0, 1)
+    per_set = {}
+    for name, pairs in dev.items():
+        hyps = translate_batch(model, tok, [p[0] for p in pairs], batch_size=100)
+        per_set[name] = score(hyps, [p[1] for p in pairs]).as_dict()
+    result = {
+        "bleu": round(sum(r["bleu"] for r in per_set.values()) / len(per_set), 2),
+        "chrf": round(sum(r["chrf"] for r in per_set.values()) / len(per_set), 2),
+        **({"sets": {k: {"bleu": v["bleu"], "chrf": v["chrf"]} for k, v in per_set.items()}} if len(per_set) > 1 else {}),
+        "seconds": round(time.time() - t0, 1),
+    }
     model.train(was_training)
     return result
+
+
+def epoch_data(cfg: TrainConfig, base: EncodedPairs, sizes: list[int], weights: list[float],
+               pairs: list[tuple[str, str]], tok: Tokenizer, eos_id: int, epoch: int) -> EncodedPairs:
+    """One epoch's pairs: each source resampled by its weight, plus fresh name/number substitutions.
+
+    Everything is seeded by ``seed + epoch``, so a resumed run rebuilds the epoch it stopped in.
+    """
+    indices = epoch_indices(sizes, weights, cfg.seed + epoch)
+    extra = None
+    if cfg.aug_rate > 0:
+        aug = augment([pairs[i] for i in sorted(set(indices))], cfg.aug_rate, cfg.seed + epoch)
+        extra = encode_pairs(aug, tok, cfg.max_sentence_tokens, eos_id) if aug else None
+    return subset(base, indices, extra)
 
 
 def train(cfg: TrainConfig, command: str = "") -> Path:
@@ -108,25 +132,33 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
-    train_pairs = read_pairs(cfg.train_path)
-    dev_pairs = read_pairs(cfg.dev_path)
-    if cfg.dev_limit:
-        dev_pairs = dev_pairs[: cfg.dev_limit]
-    tok = load_or_train_tokenizer(cfg, train_pairs, out)
+    sources = parse_sources(cfg.train_path)
+    raw = [read_pairs(src.path) for src in sources]
+    dev_pairs = {s.name: read_pairs(s.path)[: cfg.dev_limit or None] for s in parse_sources(cfg.dev_path)}
+    tok = load_or_train_tokenizer(cfg, [p for pairs in raw for p in pairs], out)
     mcfg = model_config(cfg, tok.vocab_size)
-    data = encode_pairs(train_pairs, tok, cfg.max_sentence_tokens, mcfg.eos_id)
-    log(f"{len(data.src)} training pairs, {sum(map(len, data.tgt))} target tokens per epoch")
-
+    base, train_pairs, sizes = EncodedPairs([], []), [], []
+    for pairs in raw:  # long pairs are dropped per source, so ``sizes`` count the pairs kept
+        enc, kept = encode_kept(pairs, tok, cfg.max_sentence_tokens, mcfg.eos_id)
+        base.src.extend(enc.src)
+        base.tgt.extend(enc.tgt)
+        train_pairs += kept
+        sizes.append(len(kept))
+    weights = [s.weight for s in sources]
+    log(f"{len(train_pairs)} training pairs kept of {sum(map(len, raw))}: "
+        + ", ".join(f"{s.name} {n} x{s.weight}" for s, n in zip(sources, sizes)))
     model = Transformer(mcfg).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.peak_lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     step, epoch, batch_pos, elapsed, tokens_seen = 0, 0, 0, 0.0, 0
     best = {"bleu": -1.0}
     history: list[dict] = []
+    train_history: list[dict] = []  # loss, learning rate and gradient norm every log_every steps
     if state is not None:
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         step, epoch, batch_pos = state["step"], state["epoch"], state["batch_pos"]
         elapsed, tokens_seen, best, history = state["elapsed"], state["tokens_seen"], state["best"], state["history"]
+        train_history = state.get("train_history", [])
         torch.set_rng_state(state["rng"])
     log(f"model: {model.num_parameters():,} parameters on {device}; config {mcfg.to_json()}")
 
@@ -147,6 +179,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             "target_tokens_per_s": round(tokens_seen / max(elapsed, 1e-9)),
             "best_dev": best,
             "dev_history": history,
+            "train_history": train_history,
             "hardware": hardware_description(device),
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"),
@@ -159,6 +192,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             "train_config": dataclasses.asdict(cfg), "model": model.state_dict(), "optim": optim.state_dict(),
             "step": step, "epoch": epoch, "batch_pos": batch_pos, "elapsed": elapsed,
             "tokens_seen": tokens_seen, "best": best, "history": history, "rng": torch.get_rng_state(),
+            "train_history": train_history,
         }, tmp)
         tmp.replace(state_path)
 
@@ -180,16 +214,22 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             log(f"new best dev BLEU {best['bleu']:.2f} -> {out / 'best.safetensors'}")
 
     model.train()
-    batches = make_batches(data, cfg.max_tokens, cfg.seed + epoch)
+
+    def new_epoch() -> tuple[EncodedPairs, list[list[int]]]:
+        data = epoch_data(cfg, base, sizes, weights, train_pairs, tok, mcfg.eos_id, epoch)
+        log(f"epoch {epoch}: {len(data.src)} pairs, {sum(map(len, data.tgt))} target tokens")
+        return data, make_batches(data, cfg.max_tokens, cfg.seed + epoch)
+
+    data, batches = new_epoch()
     last_save = last_eval = time.time()
-    window_t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+    window_t0, window_tokens, window_loss, window_steps, window_grad = time.time(), 0, 0.0, 0, 0.0
     budget = cfg.time_budget_min * 60
     segment_start, elapsed_at_start = time.time(), elapsed
 
     while elapsed < budget and (cfg.max_steps == 0 or step < cfg.max_steps):
         if batch_pos >= len(batches):
             epoch, batch_pos = epoch + 1, 0
-            batches = make_batches(data, cfg.max_tokens, cfg.seed + epoch)
+            data, batches = new_epoch()
         src, tgt_in, tgt_out = (t.to(device) for t in collate(data, batches[batch_pos], mcfg.pad_id, mcfg.bos_id))
         batch_pos += 1
         step += 1
@@ -204,7 +244,8 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         )
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
+        window_grad += grad_norm
         optim.step()
         loss_value = loss.item()
         n_tokens = int((tgt_out != mcfg.pad_id).sum())
@@ -217,9 +258,14 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             raise FloatingPointError(f"loss became {loss_value} at step {step}; lower --peak-lr or raise --warmup-steps")
         if step % cfg.log_every == 0:
             dt = time.time() - window_t0
+            train_history.append({
+                "step": step, "minutes": round(elapsed / 60, 2), "loss": round(window_loss / window_steps, 4),
+                "lr": lr, "grad_norm": round(window_grad / window_steps, 4), "tokens_per_s": round(window_tokens / dt),
+            })
             log(f"step {step} epoch {epoch} loss {window_loss / window_steps:.3f} lr {lr:.2e} "
-                f"{window_tokens / dt:.0f} tgt tok/s, {(budget - elapsed) / 60:.1f} min left")
-            window_t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+                f"grad norm {window_grad / window_steps:.2f} {window_tokens / dt:.0f} tgt tok/s, "
+                f"{(budget - elapsed) / 60:.1f} min left")
+            window_t0, window_tokens, window_loss, window_steps, window_grad = time.time(), 0, 0.0, 0, 0.0
         if step % 50 == 0:
             release_freed_memory()
         if time.time() - last_eval > cfg.eval_every_min * 60:

@@ -1,0 +1,127 @@
+"""Checking what a visitor (or an API client) sends, before the model sees it.
+
+Every refusal is an ``InputError`` whose message a person can act on; the handlers turn it into a
+``gr.Error``. The API can send anything (strings for numbers, NaN, lone surrogates), so nothing here
+trusts the browser's own widgets.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from model.decoding import MAX_SOURCE_CHARS, InputError
+from model.tokenizer import Tokenizer
+
+GREEDY, BEAM = "Greedy", "Beam search"
+FP32, INT8 = "fp32", "int8"  # the weights a translation runs with: as trained, or dynamically quantised
+WEIGHT_CHOICES = [("fp32", FP32), ("int8 (dynamic)", INT8)]  # (label, value): the API sends the value
+MAX_BEAM = 8
+MAX_LENGTH_PENALTY = 2.0
+UNK_ID = 1
+UNKNOWN_WARN_SHARE = 0.5  # warn when more than half of the pieces are unknown to the tokenizer
+
+
+@dataclass(frozen=True)
+class Settings:
+    beam_size: int
+    length_penalty: float
+    max_len: int | None  # None: automatic (1.5 x source + 10)
+    use_cache: bool
+    weights: str = FP32  # FP32 or INT8
+
+    def key(self) -> tuple:
+        return (self.beam_size, self.length_penalty, self.max_len, self.use_cache, self.weights)
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def parse_settings(decoding: Any, beam_size: Any, length_penalty: Any, max_len: Any, use_cache: Any,
+                   max_positions: int, weights: Any = FP32) -> Settings:
+    """The decoding controls' values, checked; InputError says what is wrong (``weights``: None means fp32)."""
+    if decoding not in (GREEDY, BEAM):
+        raise InputError(f"decoding must be {GREEDY!r} or {BEAM!r}, got {str(decoding)[:40]!r}")
+    beam = int(_number(beam_size, "beam size")) if decoding == BEAM else 1
+    penalty = _number(length_penalty, "length penalty")
+    cap = int(_number(max_len, "maximum length")) if max_len not in (None, "") else 0
+    if not 1 <= beam <= MAX_BEAM:
+        raise InputError(f"beam size must be between 1 and {MAX_BEAM}, got {beam}")
+    if not 0.0 <= penalty <= MAX_LENGTH_PENALTY:
+        raise InputError(f"length penalty must be between 0 and {MAX_LENGTH_PENALTY}, got {penalty}")
+    if not 0 <= cap < max_positions:
+        raise InputError(f"maximum length must be between 1 and {max_positions - 1} tokens (0 = automatic), got {cap}")
+    if not isinstance(use_cache, bool):
+        raise InputError(f"KV cache must be true or false, got {str(use_cache)[:20]!r}")
+    if beam > 1 and not use_cache:
+        raise InputError("beam search runs with the KV cache: turn the cache on, or use greedy decoding")
+    weights = FP32 if weights in (None, "") else weights
+    if weights not in (FP32, INT8):
+        raise InputError(f"weights must be {FP32!r} or {INT8!r}, got {str(weights)[:20]!r}")
+    return Settings(beam, penalty, cap or None, use_cache, weights)
+
+
+def check_text(text: Any) -> str:
+    """The sentence as a clean ``str``: refuses non-text and characters no encoder can write (lone surrogates)."""
+    if not isinstance(text, str):
+        raise InputError(f"the text must be a string, got {type(text).__name__}")
+    if len(text) > MAX_SOURCE_CHARS:
+        raise InputError(f"The text is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"The text contains an invalid character at position {exc.start + 1} (a lone UTF-16 "
+                         "surrogate, e.g. half of an emoji): remove it and try again.") from None
+    return text
+
+
+def unknown_share(tokenizer: Tokenizer, ids: list[int]) -> float:
+    """Share of the pieces the vocabulary does not know: ``<unk>`` or raw UTF-8 byte pieces.
+
+    ``ids`` are the source's ids (eos excluded or not); text that yields no piece at all (only
+    zero-width characters, which normalisation drops) counts as entirely unknown.
+    """
+    # Through the tokenizer's own interface: an imported Marian vocabulary (model/marian.py) has other ids.
+    content = [i for i in ids if tokenizer.piece(i) not in ("▁", "<s>", "</s>", "<pad>")]
+    if not content:
+        return 1.0
+    return tokenizer.unknown_share(content)
+
+
+def unknown_warning(share: float) -> str | None:
+    if share <= UNKNOWN_WARN_SHARE:
+        return None
+    return (f"{share:.0%} of this text is unknown to the model's vocabulary (emoji, other scripts, rare "
+            "symbols): the English shown is a guess, not a translation.")
+
+
+def checked_slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A ``gr.Slider`` whose server side accepts whatever an API client sends and lets ``parse_settings`` judge it.
+
+    Gradio's own check compares the raw value with the bounds and fails with an empty message on a
+    string or NaN; here only finite numbers are bounds-checked, with text, and anything else passes
+    through. (Bound on the instance: a subclass would make Gradio write a ``.pyi`` next to this file.)
+    """
+    slider = gr.Slider(*args, **kwargs)
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            value = float(payload)
+        except (TypeError, ValueError):
+            return payload
+        if math.isfinite(value) and not slider.minimum <= value <= slider.maximum:
+            raise gr.Error(f"{slider.label or 'value'} must be between {slider.minimum:g} and {slider.maximum:g}, "
+                           f"got {value:g}", title="Cannot translate", print_exception=False)
+        return value
+
+    slider.preprocess = preprocess  # type: ignore[method-assign]
+    return slider

@@ -1,0 +1,579 @@
+/* Regard's explorer: draws one translation's trace (schema regard-trace/1, see viz/trace_json.py) in the page.
+ *
+ * The server sends each trace once; stepping, switching view/layer/head, hovering and exporting all
+ * happen here, so they never wait on the network. Figures are drawn through a small "painter" with two
+ * back ends (canvas on screen, SVG for export), so one drawing function serves both.
+ * To add a panel: write a function (trace, state) -> figure spec, and list it in VIEWS.
+ */
+(function () {
+  "use strict";
+  if (window.regard && window.regard.version) return;
+  const R = (window.regard = { version: 1 });
+
+  const C = { ink: "#1e293b", text: "#334155", muted: "#64748b", grid: "#e2e8f0", accent: "#4f46e5",
+    soft: "#a5b4fc", hi: "#f59e0b", second: "#0d9488", link: "#db2777", bg: "#ffffff" };
+  const FONT = "Inter, ui-sans-serif, system-ui, -apple-system, Segoe UI, Roboto, sans-serif";
+  const STOPS = [[0, [248, 250, 252]], [0.1, [224, 231, 255]], [0.35, [165, 180, 252]], [0.65, [99, 102, 241]], [1, [30, 27, 75]]];
+  const LUT = Array.from({ length: 256 }, (_, i) => {
+    const v = i / 255; let j = 1;
+    while (j < STOPS.length - 1 && STOPS[j][0] < v) j++;
+    const [a, ca] = STOPS[j - 1], [b, cb] = STOPS[j], f = (v - a) / (b - a || 1);
+    return "rgb(" + ca.map((c, k) => Math.round(c + f * (cb[k] - c))).join(",") + ")";
+  });
+  const colour = (v) => LUT[Math.max(0, Math.min(255, Math.round(v * 255)))];
+  const HEAD_MEAN = "mean", HEAD_GRID = "grid";
+  const KINDS = { cross: "Cross-attention", decoder: "Decoder self-attention", encoder: "Encoder self-attention" };
+
+  // --- state ------------------------------------------------------------------------------------------------
+  const S = { trace: null, raw: null, step: 0, view: "step", kind: "cross", layer: -1, head: HEAD_MEAN,
+    scale: "fixed", hover: null, pinned: {}, timer: null, runs: null, compare: null, pendingUrl: null };
+  R.state = S;
+  const cache = new Map(); // "kind|layer|head" -> Float32Array of the (Q, K) map
+
+  // --- decoding the trace ---------------------------------------------------------------------------------------
+  function bytes(b64) {
+    const bin = atob(b64), out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  function decodeArray(item) {
+    const data = item.dtype === "uint8" ? bytes(item.data) : Float32Array.from(item.data.flat(Infinity));
+    return { shape: item.shape, scale: item.scale, data };
+  }
+  function prepare(raw) {
+    const t = Object.assign({}, raw);
+    t.att = {};
+    for (const k of Object.keys(raw.attention)) t.att[k] = decodeArray(raw.attention[k]);
+    t.generated = raw.steps.map((s) => s.piece);
+    return t;
+  }
+  /* One (Q, K) map of a kind/layer/head ("mean" averages the heads) as floats in [0, 1]. */
+  function attMap(t, kind, layer, head) {
+    const key = kind + "|" + layer + "|" + head;
+    if (t === S.trace && cache.has(key)) return cache.get(key);
+    const a = t.att[kind], [, H, Q, K] = a.shape, n = Q * K, out = new Float32Array(n);
+    const base = (h) => ((layer * H + h) * Q) * K;
+    if (head === HEAD_MEAN) {
+      for (let h = 0; h < H; h++) { const o = base(h); for (let i = 0; i < n; i++) out[i] += a.data[o + i]; }
+      for (let i = 0; i < n; i++) out[i] *= a.scale / H;
+    } else {
+      const o = base(head); for (let i = 0; i < n; i++) out[i] = a.data[o + i] * a.scale;
+    }
+    if (t === S.trace) cache.set(key, out);
+    return out;
+  }
+
+  // --- painters: one drawing API, two back ends -----------------------------------------------------------------
+  const measureCtx = document.createElement("canvas").getContext("2d");
+  function textWidth(s, size, weight) { measureCtx.font = (weight || 400) + " " + size + "px " + FONT; return measureCtx.measureText(s).width; }
+  class CanvasPainter {
+    constructor(canvas, ratio) { this.canvas = canvas; this.ratio = ratio || window.devicePixelRatio || 1; }
+    size(w, h) {
+      const c = this.canvas, r = this.ratio;
+      if (c.width !== Math.round(w * r) || c.height !== Math.round(h * r)) { c.width = Math.round(w * r); c.height = Math.round(h * r); }
+      c.style.width = w + "px"; c.style.height = h + "px";
+      this.g = c.getContext("2d"); this.g.setTransform(r, 0, 0, r, 0, 0);
+      this.g.fillStyle = C.bg; this.g.fillRect(0, 0, w, h);
+    }
+    rect(x, y, w, h, fill) { this.g.fillStyle = fill; this.g.fillRect(x, y, w, h); }
+    frame(x, y, w, h, color, width) { const g = this.g; g.strokeStyle = color; g.lineWidth = width; g.strokeRect(x, y, w, h); }
+    text(s, x, y, o) {
+      const g = this.g; o = o || {};
+      g.save(); g.font = (o.weight || 400) + " " + (o.size || 11) + "px " + FONT; g.fillStyle = o.color || C.text;
+      g.textAlign = o.align || "left"; g.textBaseline = o.baseline || "middle";
+      g.translate(x, y); if (o.rotate) g.rotate((o.rotate * Math.PI) / 180); g.fillText(s, 0, 0); g.restore();
+    }
+    line(pts, color, width, dash) {
+      const g = this.g; if (pts.length < 2) return;
+      g.save(); g.strokeStyle = color; g.lineWidth = width || 1.5; g.setLineDash(dash ? [4, 3] : []);
+      g.beginPath(); g.moveTo(pts[0][0], pts[0][1]); for (const p of pts.slice(1)) g.lineTo(p[0], p[1]); g.stroke(); g.restore();
+    }
+    dot(x, y, r, fill, stroke) {
+      const g = this.g; g.beginPath(); g.arc(x, y, r, 0, 2 * Math.PI);
+      if (fill) { g.fillStyle = fill; g.fill(); } if (stroke) { g.strokeStyle = stroke; g.lineWidth = 2.5; g.stroke(); }
+    }
+  }
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  class SvgPainter {
+    size(w, h) { this.w = w; this.h = h; this.parts = [`<rect width="${w}" height="${h}" fill="${C.bg}"/>`]; }
+    rect(x, y, w, h, fill) { this.parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${w.toFixed(1)}" height="${h.toFixed(1)}" fill="${fill}"/>`); }
+    frame(x, y, w, h, color, width) { this.parts.push(`<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="${color}" stroke-width="${width}"/>`); }
+    text(s, x, y, o) {
+      o = o || {};
+      const anchor = { left: "start", center: "middle", right: "end" }[o.align || "left"];
+      const base = { middle: "central", top: "hanging", bottom: "alphabetic", alphabetic: "alphabetic" }[o.baseline || "middle"];
+      const rot = o.rotate ? ` transform="rotate(${o.rotate} ${x} ${y})"` : "";
+      this.parts.push(`<text x="${x}" y="${y}" font-size="${o.size || 11}" font-weight="${o.weight || 400}" fill="${o.color || C.text}" text-anchor="${anchor}" dominant-baseline="${base}"${rot}>${esc(s)}</text>`);
+    }
+    line(pts, color, width, dash) {
+      if (pts.length < 2) return;
+      this.parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${width || 1.5}"${dash ? ' stroke-dasharray="4 3"' : ""} points="${pts.map((p) => p[0].toFixed(1) + "," + p[1].toFixed(1)).join(" ")}"/>`);
+    }
+    dot(x, y, r, fill, stroke) { this.parts.push(`<circle cx="${x}" cy="${y}" r="${r}" fill="${fill || "none"}"${stroke ? ` stroke="${stroke}" stroke-width="2.5"` : ""}/>`); }
+    toString() { return `<svg xmlns="http://www.w3.org/2000/svg" width="${this.w}" height="${this.h}" font-family="${FONT}">${this.parts.join("")}</svg>`; }
+  }
+
+  // --- figures: (painter, width, spec) -> hit regions -----------------------------------------------------------
+  const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+  function title(p, spec, w) {
+    p.text(clip(spec.title, Math.max(20, Math.floor(w / 7))), 4, 12, { size: 13, weight: 600, color: C.ink });
+    if (spec.subtitle) p.text(clip(spec.subtitle, Math.max(20, Math.floor(w / 6))), 4, 30, { size: 11, color: C.muted });
+  }
+  function labelEvery(n, cell, font) { return Math.max(1, Math.ceil((font + 2) / Math.max(cell, 0.1))); }
+
+  /* One attention map. spec: {title, subtitle, rows, cols, values (Q*K), vmax, cur, dimAfter, hiRow, hiCol, pin}. */
+  function heatmapLayout(spec, w, compact) {
+    const nq = spec.rows.length, nk = spec.cols.length, font = nq > 30 || nk > 30 ? 10 : 11;
+    const rowLab = Math.min(compact ? 70 : 150, 8 + Math.max(...spec.rows.map((s) => textWidth(s, font))));
+    const colLabW = Math.min(compact ? 60 : 110, 6 + Math.max(...spec.cols.map((s) => textWidth(s, font))));
+    const top = compact ? 22 : spec.subtitle ? 44 : 28, bar = compact ? 0 : 44;
+    const avail = Math.max(60, w - rowLab - bar - 8);
+    const cw = Math.max(3, Math.min(compact ? 22 : 44, avail / nk));
+    const ch = Math.max(compact ? 4 : 12, Math.min(compact ? 18 : 30, compact ? cw : Math.max(cw * 0.8, 560 / Math.max(nq, 1) > 30 ? 30 : 560 / Math.max(nq, 1))));
+    const vertical = cw < colLabW || nk > 12;
+    const bottom = (vertical ? colLabW : 16) + 6;
+    return { nq, nk, font, rowLab, top, cw, ch, vertical, x0: rowLab, y0: top, h: top + nq * ch + bottom + 4, bar };
+  }
+  function drawHeatmap(p, w, spec, ox, oy, compact) {
+    const L = heatmapLayout(spec, w, compact), { nq, nk, cw, ch, font } = L;
+    const x0 = ox + L.x0, y0 = oy + L.y0, vmax = spec.vmax || 1;
+    if (!compact) title(p, spec, w); else p.text(spec.title, x0, oy + 10, { size: 11, color: C.muted });
+    for (let q = 0; q < nq; q++) {
+      for (let k = 0; k < nk; k++) {
+        const masked = spec.causal && k > q;
+        p.rect(x0 + k * cw, y0 + q * ch, Math.max(cw - (cw > 6 ? 1 : 0), 1), Math.max(ch - (ch > 6 ? 1 : 0), 1),
+          masked ? "#f8fafc" : colour(spec.values[q * nk + k] / vmax));
+      }
+      if (spec.dimAfter != null && q > spec.dimAfter) p.rect(x0, y0 + q * ch, nk * cw, ch, "rgba(255,255,255,0.72)");
+    }
+    const rs = labelEvery(nq, ch, font), cs = labelEvery(nk, cw, font);
+    const linkRow = spec.hiRow, linkCol = spec.hiCol;
+    for (let q = 0; q < nq; q++) {
+      const on = q === spec.cur || q === linkRow;
+      if (q % rs && !on) continue;
+      if (compact && L.rowLab < 20) break;
+      p.text(clip(spec.rows[q], compact ? 9 : 22), x0 - 4, y0 + q * ch + ch / 2,
+        { size: font, align: "right", color: q === linkRow ? C.link : q === spec.cur ? C.ink : C.text, weight: on ? 700 : 400 });
+    }
+    for (let k = 0; k < nk; k++) {
+      const on = k === linkCol;
+      if (k % cs && !on) continue;
+      const x = x0 + k * cw + cw / 2, y = y0 + nq * ch + 4;
+      const o = { size: font, color: on ? C.link : C.text, weight: on ? 700 : 400 };
+      if (L.vertical) p.text(clip(spec.cols[k], 16), x, y, Object.assign(o, { rotate: -90, align: "right" }));
+      else p.text(clip(spec.cols[k], 12), x, y + 6, Object.assign(o, { align: "center" }));
+    }
+    if (linkRow != null && linkRow < nq) p.frame(x0 - 1, y0 + linkRow * ch, nk * cw + 1, ch, C.link, 1.5);
+    if (linkCol != null && linkCol < nk) p.frame(x0 + linkCol * cw, y0 - 1, cw, nq * ch + 1, C.link, 1.5);
+    if (spec.cur != null && spec.cur < nq) p.frame(x0 - 1.5, y0 + spec.cur * ch - 0.5, nk * cw + 2, ch + 1, C.hi, 2.5);
+    if (spec.pin) p.frame(x0 + spec.pin[1] * cw, y0 + spec.pin[0] * ch, cw, ch, C.ink, 2);
+    if (!compact) colourbar(p, x0 + nk * cw + 14, y0, Math.min(nq * ch, 220), vmax);
+    return { region: { x: x0, y: y0, cw, ch, nq, nk, spec }, height: L.h };
+  }
+  function colourbar(p, x, y, h, vmax) {
+    const n = 24;
+    for (let i = 0; i < n; i++) p.rect(x, y + (h * i) / n, 10, h / n + 0.5, colour(1 - i / (n - 1)));
+    p.text(vmax.toFixed(vmax < 0.1 ? 3 : 2), x + 13, y + 4, { size: 10, color: C.muted });
+    p.text("0", x + 13, y + h - 4, { size: 10, color: C.muted });
+  }
+  function heatmapFigure(p, w, spec) {
+    const L = heatmapLayout(spec, w, false);
+    p.size(w, L.h);
+    return [drawHeatmap(p, w, spec, 0, 0, false).region];
+  }
+  /* All heads of one layer as small multiples; a click on one opens it large. spec.panels: heatmap specs. */
+  function gridFigure(p, w, spec) {
+    const cols = w < 520 ? 2 : Math.min(4, spec.panels.length), pw = Math.floor((w - 4) / cols);
+    const heights = spec.panels.map((s) => heatmapLayout(s, pw, true).h), ph = Math.max(...heights);
+    const rows = Math.ceil(spec.panels.length / cols), top = 44;
+    p.size(w, top + rows * ph);
+    title(p, spec, w);
+    const regions = [];
+    spec.panels.forEach((s, i) => {
+      const r = drawHeatmap(p, pw, s, (i % cols) * pw, top + Math.floor(i / cols) * ph, true).region;
+      r.head = i; regions.push(r);
+    });
+    return regions;
+  }
+  /* Horizontal bars on a fixed 0–100 % axis. spec: {title, subtitle, labels, values, chosen, rest} */
+  function barsFigure(p, w, spec) {
+    const n = spec.labels.length, lab = Math.min(150, 10 + Math.max(...spec.labels.map((s) => textWidth(s, 12)))), bh = 19, top = 46;
+    const h = top + n * bh + 30;
+    p.size(w, h);
+    title(p, spec, w);
+    const x0 = lab, span = Math.max(60, w - lab - 60);
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      p.rect(x0 + t * span, top - 4, 1, n * bh + 4, C.grid);
+      p.text(Math.round(t * 100) + "%", x0 + t * span, top + n * bh + 12, { size: 10, color: C.muted, align: "center" });
+    }
+    spec.labels.forEach((label, i) => {
+      const y = top + i * bh, v = spec.values[i], rest = i === n - 1 && spec.rest;
+      p.text(clip(label, 20), x0 - 6, y + bh / 2, { size: 12, align: "right", color: rest ? C.muted : C.ink, weight: i === spec.chosen ? 700 : 400 });
+      p.rect(x0, y + 3, Math.max(1, v * span), bh - 6, i === spec.chosen ? C.hi : rest ? "#cbd5e1" : C.soft);
+      p.text((v >= 0.01 ? (v * 100).toFixed(1) : (v * 100).toFixed(2)) + "%", x0 + v * span + 4, y + bh / 2, { size: 11, color: C.muted });
+    });
+    return [];
+  }
+  /* Lines over steps. spec: {title, subtitle, series: [{name, ys, color, dash}], marker, yUnit, xTitle} */
+  function linesFigure(p, w, spec) {
+    const h = 300, top = 56, left = 56, bottom = 40, right = 12;
+    p.size(w, h);
+    title(p, spec, w);
+    const n = Math.max(1, ...spec.series.map((s) => s.ys.length));
+    const ymax = Math.max(1e-9, ...spec.series.flatMap((s) => s.ys)) * 1.1;
+    const X = (i) => left + (n === 1 ? 0.5 : i / (n - 1)) * (w - left - right), Y = (v) => top + (1 - v / ymax) * (h - top - bottom);
+    for (let t = 0; t <= 4; t++) {
+      const v = (ymax * t) / 4;
+      p.rect(left, Y(v), w - left - right, 1, C.grid);
+      p.text(spec.fmt ? spec.fmt(v) : v.toFixed(1), left - 6, Y(v), { size: 10, align: "right", color: C.muted });
+    }
+    const every = Math.ceil(n / 12);
+    for (let i = 0; i < n; i += every) p.text(String(i + 1), X(i), h - bottom + 12, { size: 10, align: "center", color: C.muted });
+    p.text(spec.xTitle || "decoding step", left + (w - left - right) / 2, h - 10, { size: 11, align: "center", color: C.muted });
+    let lx = left;
+    spec.series.forEach((s) => {
+      p.line(s.ys.map((v, i) => [X(i), Y(v)]), s.color, 2, s.dash);
+      if (s.ys.length <= 60) s.ys.forEach((v, i) => p.dot(X(i), Y(v), 2.5, s.color));
+      p.rect(lx, 40, 14, 3, s.color); p.text(s.name, lx + 18, 41, { size: 10, color: C.text }); lx += 26 + textWidth(s.name, 10);
+    });
+    if (spec.marker) p.dot(X(spec.marker[0]), Y(spec.marker[1]), 7, null, C.hi);
+    return [];
+  }
+  const DRAW = { heatmap: heatmapFigure, grid: gridFigure, bars: barsFigure, lines: linesFigure };
+
+  // --- what each view shows ---------------------------------------------------------------------------------
+  const pct = (v) => (v * 100).toFixed(v >= 0.01 ? 1 : 2) + "%";
+  const bytesText = (n) => { const u = ["B", "KiB", "MiB", "GiB"]; let i = 0; while (n >= 1024 && i < 3) { n /= 1024; i++; } return n.toFixed(i ? 1 : 0) + " " + u[i]; };
+  const weightsOf = (t) => t.weights || "fp32";
+  const COMPARE_CACHE = "Compare KV cache on vs off", COMPARE_WEIGHTS = "Compare fp32 vs int8 speed";
+  const headName = (h) => (h === HEAD_MEAN ? "mean over heads" : h === HEAD_GRID ? "all heads" : "head " + (h + 1));
+  /* Row labels of decoder maps: the query at step t reads target_pieces[t] and emits steps[t].piece. */
+  const stepRows = (t) => t.steps.map((s, i) => t.target_pieces[i] + " → " + s.piece);
+  function layerOf(t, kind) { const n = t.layers[kind === "encoder" ? "encoder" : "decoder"]; return S.layer < 0 || S.layer >= n ? n - 1 : S.layer; }
+  function attentionSpec(t, kind, id, extra) {
+    const layer = layerOf(t, kind), a = t.att[kind], [, H, Q, K] = a.shape;
+    const rows = kind === "encoder" ? t.source_pieces : stepRows(t);
+    const cols = kind === "cross" || kind === "encoder" ? t.source_pieces : t.target_pieces.slice(0, Q);
+    const cur = kind === "encoder" ? null : S.step;
+    const hv = S.hover || {};
+    const link = kind === "encoder" ? { hiRow: hv.src, hiCol: hv.src } : kind === "cross" ? { hiRow: hv.tgt, hiCol: hv.src } : { hiRow: hv.tgt, hiCol: hv.tgt };
+    const base = (values, head) => Object.assign({ rows, cols, values, cur, dimAfter: cur, causal: kind === "decoder",
+      vmax: S.scale === "fixed" ? 1 : Math.max(1e-6, ...values), pin: S.pinned[id] && S.pinned[id].head === head ? S.pinned[id].cell : null }, link);
+    const titleText = KINDS[kind] + " · layer " + (layer + 1) + " · " + headName(S.head);
+    const sub = (extra || "") + (S.scale === "fixed" ? "colour: fixed 0–1 scale" : "colour: scaled to this figure's maximum");
+    if (S.head === HEAD_GRID) {
+      const panels = Array.from({ length: H }, (_, h) => Object.assign(base(attMap(t, kind, layer, h), h), { title: "head " + (h + 1) }));
+      return { type: "grid", spec: { title: titleText + " (click a head to enlarge)", subtitle: sub, panels }, meta: { kind, layer } };
+    }
+    const head = S.head === HEAD_MEAN ? HEAD_MEAN : Math.min(S.head, H - 1);
+    return { type: "heatmap", spec: Object.assign(base(attMap(t, kind, layer, head), head), { title: titleText, subtitle: sub }), meta: { kind, layer, head } };
+  }
+  function topkSpec(t) {
+    const s = t.steps[S.step], labels = s.top_k.map((c) => c.piece).concat(["rest of vocabulary"]);
+    const values = s.top_k.map((c) => c.prob).concat([s.rest_prob]);
+    const chosen = s.top_k.findIndex((c) => c.token_id === s.token_id);
+    const ent = (s.entropy_exact ? "entropy " : "entropy ≥ ") + s.entropy_bits.toFixed(2) + " bits";
+    return { type: "bars", spec: { title: "Step " + (S.step + 1) + ": next-token probabilities", subtitle: "top " + s.top_k.length + " + the rest · " + ent + " · chosen " + pct(s.prob), labels, values, chosen, rest: true } };
+  }
+  // a micro-batched run's latencies are the whole batch's steps: say so wherever a latency is shown
+  function batchText(t) { return t.batch_size > 1 ? " · decoded in a batch of " + t.batch_size : ""; }
+  function latencySpec(t) {
+    const series = [{ name: "this run", ys: t.steps.map((s) => s.latency_ms), color: C.accent }];
+    (S.runs || []).forEach((r, i) => series.push({ name: r.label, ys: r.step_ms, color: [C.second, C.link][i % 2], dash: true }));
+    const total = t.total_ms.toFixed(1), warm = weightsOf(t) + " weights · " + (t.warm ? "warm run (the model had run before)" : "COLD run: first in this process, includes one-off start-up costs");
+    return { type: "lines", spec: { title: "Latency per decoding step — total " + total + " ms", subtitle: warm + batchText(t), series, marker: [S.step, t.steps[S.step].latency_ms], fmt: (v) => v.toFixed(1) + " ms" } };
+  }
+  function kvSpec(t) {
+    const series = [{ name: "measured (self + cross)", ys: t.steps.map((s) => s.kv_self_bytes + s.kv_cross_bytes), color: C.accent }];
+    if (t.kv_formula) series.push({ name: "formula", ys: t.kv_formula.self.map((v, i) => v + t.kv_formula.cross[i]), color: C.second, dash: true });
+    const s = t.steps[S.step];
+    return { type: "lines", spec: { title: t.use_cache ? "KV cache after each step" : "KV cache off: nothing stored (line: what a cache would hold)", subtitle: t.dtype + (t.beam_size > 1 ? ", all " + t.beam_size + " beams" : ""), series, marker: [S.step, s.kv_self_bytes + s.kv_cross_bytes], fmt: bytesText } };
+  }
+  function stepCaption(t) {
+    const i = S.step, s = t.steps[i];
+    return `<b>Step ${i + 1} of ${t.steps.length}.</b> The decoder reads <span class="rg-q">${esc(t.target_pieces[i])}</span> ` +
+      `(input position ${i + 1}, the token emitted one step earlier${i === 0 ? ": the start marker" : ""}) and emits ` +
+      `<span class="rg-q rg-out">${esc(s.piece)}</span> with p = ${pct(s.prob)}. In both maps below, row ${i + 1} is this query: ` +
+      `“input → output”, so the output of row t is the input of row t+1.`;
+  }
+  const VIEWS = {
+    step: { label: "Step through", figures: (t) => [["cross", attentionSpec(t, "cross", "cross")], ["topk", topkSpec(t)], ["self", attentionSpec(t, "decoder", "self")]] },
+    attention: { label: "Attention", figures: (t) => [["attention", attentionSpec(t, S.kind, "attention")]] },
+    cost: { label: "Latency & memory", figures: (t) => [["latency", latencySpec(t)], ["kv", kvSpec(t)]] },
+  };
+
+  // --- the DOM around the figures ----------------------------------------------------------------------------
+  let root = null;
+  const $ = (sel) => root.querySelector(sel);
+  function skeleton() {
+    root.innerHTML = `
+      <div class="rg-notices" id="rg-notices"></div>
+      <div id="rg-stepbar" class="rg-stepbar">
+        <div class="rg-steprow">
+          <button id="rg-prev" title="Previous step (←)">◀</button>
+          <input id="rg-step" type="range" min="1" max="1" value="1" aria-label="Decoding step">
+          <button id="rg-next" title="Next step (→)">▶</button>
+          <button id="rg-play" class="rg-primary">▶ Play</button>
+          <span id="rg-step-info" class="rg-step-info"></span>
+        </div>
+        <div class="rg-viewrow">
+          <span class="rg-seg" id="rg-views">${Object.keys(VIEWS).map((v) => `<button data-view="${v}">${VIEWS[v].label}</button>`).join("")}</span>
+          <label class="rg-kind">map <select id="rg-kind">${Object.keys(KINDS).map((k) => `<option value="${k}">${KINDS[k]}</option>`).join("")}</select></label>
+          <label>layer <select id="rg-layer"></select></label>
+          <label>head <select id="rg-head"></select></label>
+          <label>colour <select id="rg-scale"><option value="fixed">fixed 0–1</option><option value="auto">per figure</option></select></label>
+          <button id="rg-export-json" title="Download this translation's trace as JSON (schema regard-trace/1)">⤓ Trace JSON</button>
+        </div>
+      </div>
+      <div class="rg-chips-box"><div class="rg-pieces-label">source pieces <span class="rg-count" id="rg-src-count"></span></div><div class="rg-chips" id="rg-src-chips"></div>
+        <div class="rg-pieces-label">generated pieces <span class="rg-count" id="rg-tgt-count"></span></div><div class="rg-chips" id="rg-tgt-chips"></div></div>
+      <div id="rg-caption" class="rg-caption"></div>
+      <div id="rg-figures" class="rg-figures"></div>
+      <div id="rg-stats" class="rg-stats"></div>
+      <div id="rg-tip" class="rg-tip" hidden></div>`;
+    $("#rg-prev").onclick = () => go(S.step - 1);
+    $("#rg-next").onclick = () => go(S.step + 1);
+    $("#rg-step").oninput = (e) => go(+e.target.value - 1);
+    $("#rg-play").onclick = togglePlay;
+    $("#rg-views").onclick = (e) => { const v = e.target.dataset.view; if (v) { S.view = v; render(); } };
+    $("#rg-kind").onchange = (e) => { S.kind = e.target.value; S.view = "attention"; S.layer = -1; render(); };
+    $("#rg-layer").onchange = (e) => { S.layer = +e.target.value; render(); };
+    $("#rg-head").onchange = (e) => { const v = e.target.value; S.head = v === HEAD_MEAN || v === HEAD_GRID ? v : +v; render(); };
+    $("#rg-scale").onchange = (e) => { S.scale = e.target.value; render(); };
+    $("#rg-export-json").onclick = () => download("regard-trace.json", new Blob([JSON.stringify(S.raw)], { type: "application/json" }));
+    for (const id of ["#rg-src-chips", "#rg-tgt-chips"]) {
+      const box = $(id);
+      box.onmouseover = (e) => { const c = e.target.closest(".rg-chip"); if (c) { S.hover = c.dataset.src != null ? { src: +c.dataset.src } : { tgt: +c.dataset.tgt }; render(); } };
+      box.onmouseleave = () => { S.hover = null; render(); };
+      box.onclick = (e) => { const c = e.target.closest(".rg-chip"); if (c && c.dataset.tgt != null) go(+c.dataset.tgt); };
+    }
+    new ResizeObserver(() => { if (S.trace) render(); }).observe($("#rg-figures"));
+  }
+  function chips(pieces, attr) {
+    return pieces.map((p, i) => {
+      const special = /^<\/?(s|pad|unk)>$/.test(p) ? " rg-special" : "", ws = p.startsWith("▁");
+      return `<span class="rg-chip${special}" data-${attr}="${i}" title="#${i + 1}: ${esc(p)}">${ws ? '<span class="rg-ws">▁</span>' + esc(p.slice(1)) : esc(p)}</span>`;
+    }).join("");
+  }
+  /* Chips are built once per trace (see load); stepping and hovering only toggle classes, so the
+     element under the pointer stays put. */
+  function markChips(box, current, hover) {
+    box.querySelectorAll(".rg-chip").forEach((c, i) => {
+      c.classList.toggle("rg-current", i === current);
+      c.classList.toggle("rg-later", current != null && i > current);
+      c.classList.toggle("rg-linked", i === hover);
+    });
+  }
+  function selectOptions(sel, options, value) {
+    const html = options.map(([v, l]) => `<option value="${v}">${esc(l)}</option>`).join("");
+    if (sel.dataset.opts !== html) { sel.innerHTML = html; sel.dataset.opts = html; }
+    sel.value = String(value);
+  }
+  function figureBox(id) {
+    let box = root.querySelector(`figure[data-fig="${id}"]`);
+    if (!box) {
+      box = document.createElement("figure"); box.className = "rg-fig"; box.dataset.fig = id; box.id = "rg-fig-" + id;
+      box.innerHTML = `<div class="rg-fig-tools"><button data-export="png" title="Download as PNG">PNG</button><button data-export="svg" title="Download as SVG">SVG</button></div><canvas></canvas><div class="rg-readout"></div>`;
+      box.querySelector(".rg-fig-tools").onclick = (e) => { const f = e.target.dataset.export; if (f) exportFigure(id, f); };
+      const canvas = box.querySelector("canvas");
+      canvas.onmousemove = (e) => hoverCell(box, e);
+      canvas.onmouseleave = () => { $("#rg-tip").hidden = true; if (S.hover && S.hover.cell) { S.hover = null; render(); } };
+      canvas.onclick = (e) => clickCell(box, e);
+    }
+    return box;
+  }
+
+  // --- rendering -------------------------------------------------------------------------------------------
+  let figures = {}; // id -> {type, spec, meta, regions}
+  function render() {
+    const t = S.trace; if (!t || !root) return;
+    const t0 = performance.now();
+    const n = t.steps.length;
+    S.step = Math.max(0, Math.min(S.step, n - 1));
+    markChips($("#rg-src-chips"), null, S.hover && S.hover.src);
+    markChips($("#rg-tgt-chips"), S.step, S.hover && S.hover.tgt);
+    const slider = $("#rg-step"); slider.max = Math.max(n, 1); slider.value = S.step + 1; slider.disabled = n < 2;
+    const s = t.steps[S.step];
+    $("#rg-step-info").innerHTML = `step <b>${S.step + 1} / ${n}</b> · <span class="rg-q">${esc(s.piece)}</span> ${pct(s.prob)} · ${s.latency_ms.toFixed(2)} ms${batchText(t)}` +
+      ` · <span id="rg-weights-ran" class="rg-weights-${esc(weightsOf(t))}">${esc(weightsOf(t))} weights</span>`;
+    root.querySelectorAll("#rg-views button").forEach((b) => b.classList.toggle("rg-on", b.dataset.view === S.view));
+    const kind = S.view === "attention" ? S.kind : "decoder", nl = t.layers[kind === "encoder" ? "encoder" : "decoder"];
+    $("#rg-kind").value = S.kind; $("#rg-kind").parentElement.style.display = S.view === "attention" ? "" : "none";
+    selectOptions($("#rg-layer"), Array.from({ length: nl }, (_, i) => [i, String(i + 1)]), layerOf(t, kind));
+    const heads = [[HEAD_MEAN, "mean"], [HEAD_GRID, "all (grid)"]].concat(Array.from({ length: t.heads }, (_, h) => [h, String(h + 1)]));
+    selectOptions($("#rg-head"), heads, S.head); $("#rg-scale").value = S.scale;
+    $("#rg-caption").innerHTML = S.view === "step" ? stepCaption(t) : S.view === "attention" && S.kind !== "encoder" ? stepCaption(t) : "";
+    const host = $("#rg-figures"), width = host.clientWidth;
+    const wanted = VIEWS[S.view].figures(t), ids = new Set(wanted.map((f) => f[0]));
+    host.querySelectorAll("figure.rg-fig").forEach((f) => { if (!ids.has(f.dataset.fig)) f.remove(); });
+    figures = {};
+    wanted.forEach(([id, fig]) => {
+      const box = figureBox(id); if (box.parentElement !== host) host.appendChild(box);
+      box.classList.toggle("rg-half", (id === "topk" || id === "self") && width > 640);
+      figures[id] = fig;
+      if (!width) return; // hidden: drawn when it gets a width (ResizeObserver)
+      const w = Math.floor(box.clientWidth || width);
+      fig.regions = DRAW[fig.type](new CanvasPainter(box.querySelector("canvas")), w, fig.spec);
+    });
+    stats(t);
+    notices(t);
+    writeUrl();
+    R.lastRenderMs = performance.now() - t0;
+    root.dataset.step = String(S.step);
+    root.dataset.rendered = String((+root.dataset.rendered || 0) + 1);
+  }
+  function stats(t) {
+    const dec = t.steps.reduce((a, s) => a + s.latency_ms, 0), n = t.steps.length, last = t.steps[n - 1];
+    const cards = [["model", t.model || "–"], ["decoding", (t.beam_size > 1 ? "beam " + t.beam_size : "greedy") + ", cache " + (t.use_cache ? "on" : "off") + ", " + weightsOf(t)],
+      ["encoder", t.encode_ms.toFixed(1) + " ms"], ["decoder", dec.toFixed(1) + " ms · " + n + " steps"], ["per token", (dec / n).toFixed(2) + " ms"],
+      ["run", t.warm ? "warm" : "cold start"], ["KV cache, last step", t.use_cache ? bytesText(last.kv_self_bytes + last.kv_cross_bytes) : "off"]];
+    if (t.rss_bytes) cards.push(["process RSS", bytesText(t.rss_bytes)]);
+    const by = t.weight_bytes_by_format || {};
+    if (by.fp32 && by.int8) cards.push(["weights (this run: " + weightsOf(t) + ")", "fp32 " + bytesText(by.fp32) + " · int8 " + bytesText(by.int8) + " (" + (by.int8 / by.fp32).toFixed(2) + "×)"]);
+    else if (t.weight_bytes) cards.push(["weights", bytesText(t.weight_bytes)]);
+    (S.runs || []).forEach((r) => { const ms = r.step_ms.reduce((a, v) => a + v, 0); cards.push([r.label, r.total_ms.toFixed(1) + " ms · " + (ms / Math.max(1, r.step_ms.length)).toFixed(2) + " ms/token"]); });
+    const buttons = [["rg-cache-compare", "#rg-cache-run", COMPARE_CACHE]].concat(by.int8 ? [["rg-weights-compare", "#rg-weights-run", COMPARE_WEIGHTS]] : []);
+    $("#rg-stats").hidden = S.view !== "cost";
+    $("#rg-stats").innerHTML = S.view !== "cost" ? "" : cards.map(([k, v]) => `<div class="rg-stat" data-stat="${esc(k)}"><div class="rg-stat-label">${esc(k)}</div><div class="rg-stat-value">${esc(v)}</div></div>`).join("") +
+      buttons.map(([id, , label]) => `<div class="rg-stat"><button id="${id}">${label}</button></div>`).join("");
+    for (const [id, target] of buttons) {
+      const b = root.querySelector("#" + id);
+      if (b) b.onclick = () => { const g = document.querySelector(target); if (g) { b.textContent = "running…"; (g.querySelector("button") || g).click(); } };
+    }
+  }
+  function notices(t) {
+    const out = (t.warnings || []).map((w) => `<div class="rg-notice rg-warn">⚠ ${esc(w)}</div>`);
+    if (t.stopped === "max_len") out.push(`<div class="rg-notice rg-warn" id="rg-maxlen">⚠ Decoding stopped at the length limit (${t.steps.length} tokens), not at the end-of-sentence token: the translation may be cut short. Raise “Max output tokens” (0 = automatic).</div>`);
+    $("#rg-notices").innerHTML = out.join("");
+  }
+
+  // --- interaction ------------------------------------------------------------------------------------------
+  function go(step) { if (!S.trace) return; S.step = Math.max(0, Math.min(step, S.trace.steps.length - 1)); render(); }
+  function togglePlay() {
+    const b = $("#rg-play");
+    if (S.timer) { clearInterval(S.timer); S.timer = null; b.textContent = "▶ Play"; return; }
+    if (S.step >= S.trace.steps.length - 1) S.step = 0;
+    b.textContent = "‖ Pause"; render();
+    S.timer = setInterval(() => { if (S.step >= S.trace.steps.length - 1) togglePlay(); else go(S.step + 1); }, 700);
+  }
+  function cellAt(box, e) {
+    const fig = figures[box.dataset.fig]; if (!fig || !fig.regions) return null;
+    const r = box.querySelector("canvas").getBoundingClientRect(), x = e.clientX - r.left, y = e.clientY - r.top;
+    for (const g of fig.regions) {
+      const k = Math.floor((x - g.x) / g.cw), q = Math.floor((y - g.y) / g.ch);
+      if (k >= 0 && q >= 0 && k < g.nk && q < g.nq) return { g, q, k, x, y, fig };
+    }
+    return null;
+  }
+  function describe(c) {
+    const { g, q, k } = c, v = g.spec.values[q * g.nk + k];
+    const kind = c.fig.meta.kind, query = kind === "encoder" ? "source " + g.spec.rows[q] : "step " + (q + 1) + " (" + g.spec.rows[q] + ")";
+    const key = (kind === "decoder" ? "decoder input " : "source ") + g.spec.cols[k];
+    const head = g.head != null ? "head " + (g.head + 1) : headName(c.fig.meta.head);
+    return `${query} → ${key}: weight ${v.toFixed(3)} (layer ${c.fig.meta.layer + 1}, ${head})`;
+  }
+  function hoverCell(box, e) {
+    const c = cellAt(box, e), tip = $("#rg-tip");
+    if (!c) { tip.hidden = true; return; }
+    tip.textContent = describe(c); tip.hidden = false;
+    const rr = root.getBoundingClientRect();
+    tip.style.left = Math.min(e.clientX - rr.left + 14, rr.width - 260) + "px"; tip.style.top = e.clientY - rr.top + 14 + "px";
+  }
+  function clickCell(box, e) {
+    const c = cellAt(box, e); if (!c) return;
+    if (c.g.head != null && S.head === HEAD_GRID) { S.head = c.g.head; render(); return; } // enlarge one head
+    const id = box.dataset.fig;
+    S.pinned[id] = { head: c.fig.meta.head, cell: [c.q, c.k] };
+    if (c.fig.meta.kind !== "encoder") S.step = c.q;
+    render();
+    root.querySelector(`figure[data-fig="${id}"] .rg-readout`).textContent = "Selected: " + describe(c);
+  }
+  document.addEventListener("keydown", (e) => {
+    if (!S.trace || !root || e.target.closest("input, textarea, select, [contenteditable]")) return;
+    const step = { ArrowRight: S.step + 1, ArrowLeft: S.step - 1, Home: 0, End: S.trace.steps.length - 1 }[e.key];
+    if (step != null) { e.preventDefault(); go(step); }
+  });
+
+  // --- export ------------------------------------------------------------------------------------------------
+  function download(name, blob) {
+    const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = name;
+    document.body.appendChild(a); a.click(); setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+  function exportFigure(id, format) {
+    const fig = figures[id], box = root.querySelector(`figure[data-fig="${id}"]`); if (!fig || !box) return;
+    const w = Math.floor(box.clientWidth), name = `regard-${id}-step${S.step + 1}.${format}`;
+    if (format === "svg") { const p = new SvgPainter(); DRAW[fig.type](p, w, fig.spec); download(name, new Blob([p.toString()], { type: "image/svg+xml" })); return; }
+    const canvas = document.createElement("canvas"); DRAW[fig.type](new CanvasPainter(canvas, 2), w, fig.spec);
+    canvas.toBlob((b) => download(name, b), "image/png");
+  }
+
+  // --- URL state: the view in the address, so a link or a reload opens it again ---------------------------------
+  function writeUrl() {
+    const t = S.trace; if (!t || S.pendingUrl) return;
+    const q = new URLSearchParams({ s: t.source_text, decoding: t.beam_size > 1 ? "beam" : "greedy", beam: t.beam_size, lp: t.length_penalty ?? 1,
+      max: t.max_len || 0, cache: t.use_cache ? 1 : 0, model: t.model || "", weights: weightsOf(t), step: S.step + 1, view: S.view, kind: S.kind,
+      layer: layerOf(t, S.view === "attention" ? S.kind : "decoder") + 1, head: S.head === HEAD_MEAN || S.head === HEAD_GRID ? S.head : S.head + 1, scale: S.scale });
+    const hash = "#" + q.toString();
+    if (location.hash !== hash) history.replaceState(null, "", hash);
+  }
+  function readView(hash) {
+    const q = new URLSearchParams(String(hash || "").replace(/^[#?]/, ""));
+    const int = (k) => { const v = q.get(k); return v != null && /^\d+$/.test(v) ? +v : null; };
+    if (q.get("view") in VIEWS) S.view = q.get("view");
+    if (q.get("kind") in KINDS) S.kind = q.get("kind");
+    if (int("layer")) S.layer = int("layer") - 1;
+    const h = q.get("head"); if (h === HEAD_MEAN || h === HEAD_GRID) S.head = h; else if (int("head")) S.head = int("head") - 1;
+    if (q.get("scale") === "auto" || q.get("scale") === "fixed") S.scale = q.get("scale");
+    if (int("step")) S.step = int("step") - 1;
+  }
+  R.urlQuery = () => { S.pendingUrl = location.hash || ""; return S.pendingUrl; };
+
+  // --- entry points (called by the Gradio events in ui/layout.py) ----------------------------------------------
+  function mount() {
+    const host = document.getElementById("rg-explorer");
+    if (!host) return false;
+    if (root !== host) { root = host; skeleton(); }
+    return true;
+  }
+  function clearErrors() {
+    document.querySelectorAll(".toast-body.error .toast-close, .toast-body.error button").forEach((b) => b.click());
+  }
+  R.load = function (raw) {
+    if (!raw || raw.schema !== "regard-trace/1" || !mount()) return;
+    const t0 = performance.now();
+    if (S.timer) togglePlay();
+    cache.clear(); S.pinned = {}; S.hover = null; S.runs = null;
+    S.raw = raw; S.trace = prepare(raw);
+    if (S.pendingUrl != null) { readView(S.pendingUrl); S.pendingUrl = null; } else S.step = 0;
+    clearErrors();
+    $("#rg-src-chips").innerHTML = chips(S.trace.source_pieces, "src");
+    $("#rg-tgt-chips").innerHTML = chips(S.trace.generated, "tgt");
+    $("#rg-src-count").textContent = S.trace.source_pieces.length; $("#rg-tgt-count").textContent = S.trace.steps.length;
+    render();
+    R.lastLoadMs = performance.now() - t0;
+    root.dataset.loads = String((+root.dataset.loads || 0) + 1);
+  };
+  R.loadRuns = function (runs) { S.runs = runs; render(); }; // render() redraws the compare buttons with their labels
+  R.go = go;
+  R.figures = () => Object.fromEntries(Object.entries(figures).map(([id, f]) => [id, f.type === "grid" ? { type: f.type, panels: f.spec.panels.length, cur: f.spec.panels[0].cur, hiRow: f.spec.panels[0].hiRow, hiCol: f.spec.panels[0].hiCol } : { type: f.type, cur: f.spec.cur, hiRow: f.spec.hiRow, hiCol: f.spec.hiCol, rows: f.spec.rows, cols: f.spec.cols }]));
+  R.render = render;
+
+  /* The compare tab: every model's translation and cross-attention of one sentence, side by side. */
+  R.loadCompare = function (list) {
+    const host = document.getElementById("rg-compare"); if (!host || !Array.isArray(list)) return;
+    S.compare = list.map(prepare); clearErrors(); drawCompare();
+  };
+  function drawCompare() {
+    const host = document.getElementById("rg-compare"); if (!host || !S.compare) return;
+    host.innerHTML = `<div class="rg-compare-row">${S.compare.map((t, i) => `<div class="rg-compare-col"><div class="rg-compare-name">${esc(t.model)}</div>
+      <div class="rg-compare-text" data-model="${esc(t.model)}">${esc(t.translation)}</div><div class="rg-note">${t.steps.length} steps · ${t.total_ms.toFixed(1)} ms · stopped at ${t.stopped === "eos" ? "&lt;/s&gt;" : "the length limit"}</div>
+      <figure class="rg-fig" data-cmp="${i}"><canvas></canvas></figure></div>`).join("")}</div>`;
+    host.querySelectorAll("figure[data-cmp]").forEach((box) => {
+      const t = S.compare[+box.dataset.cmp], layer = t.layers.decoder - 1, values = attMap(t, "cross", layer, HEAD_MEAN);
+      const spec = { title: "Cross-attention · last layer · mean over heads", subtitle: "colour: fixed 0–1 scale", rows: stepRows(t), cols: t.source_pieces, values, vmax: 1 };
+      const w = Math.floor(box.clientWidth); if (w) heatmapFigure(new CanvasPainter(box.querySelector("canvas")), w, spec);
+    });
+  }
+  document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest('[role="tab"]')) setTimeout(() => { render(); drawCompare(); }, 30); });
+  window.addEventListener("resize", () => drawCompare());
+})();
