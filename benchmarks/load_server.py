@@ -122,7 +122,6 @@ def main() -> None:
         ctx.max_batch = max_batch
         ctx.cache.clear()
         calls0, served0 = ctx.batcher.calls, ctx.batcher.requests
-
         def client(c: int) -> list[tuple[float, str | None]]:  # one browser tab: one session, one request at a time
             session = uuid.uuid4().hex[:12]
             return [request(base, fn, make(c * args.requests + r), session) for r in range(args.requests)]

@@ -93,10 +93,19 @@ class KVCache:
                 if index.numel() == e.k_buf.size(0):  # same batch: rewrite only the filled positions
                     e.k_buf[:, :, :n] = e.k_buf[:, :, :n].index_select(0, index)
                     e.v_buf[:, :, :n] = e.v_buf[:, :, :n].index_select(0, index)
-                else:
-                    e.k_buf, e.v_buf = e.k_buf.index_select(0, index), e.v_buf.index_select(0, index)
+                else:  # fewer rows: new buffers of the same capacity, copying only the filled positions
+                    e.k_buf, e.v_buf = (select_rows(buf, index, n) for buf in (e.k_buf, e.v_buf))
             if cross and e.cross_k is not None:
                 e.cross_k, e.cross_v = e.cross_k.index_select(0, index), e.cross_v.index_select(0, index)
+
+
+def select_rows(buf: torch.Tensor, index: torch.Tensor, filled: int) -> torch.Tensor:
+    """A (N, H, capacity, Dh) buffer holding rows ``index`` (N,) of ``buf``'s first ``filled`` positions."""
+    if buf.requires_grad:  # out= does not record gradients; keep the graph (and the unfilled tail)
+        return buf.index_select(0, index)
+    new = buf.new_empty((index.numel(), *buf.shape[1:]))
+    torch.index_select(buf.narrow(2, 0, filled), 0, index, out=new.narrow(2, 0, filled))
+    return new
 
 
 def grow(buf: torch.Tensor | None, like: torch.Tensor, filled: int, size: int) -> torch.Tensor:

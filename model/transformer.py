@@ -1,7 +1,9 @@
 """Encoder-decoder Transformer (Vaswani et al. 2017) with explicit, cache-driven incremental decoding.
 
 Nothing is stored on the modules between calls: attention weights come back as return values and the
-decoder's keys/values live in a ``KVCache`` that the caller owns.
+decoder's keys/values live in a ``KVCache`` that the caller owns. The incremental step at inference
+runs ``DecoderLayer.step``, the same arithmetic as ``DecoderLayer.forward`` without the per-module
+Python overhead; ``attention.reference_path()`` switches it off, to prove the two agree bit for bit.
 """
 from __future__ import annotations
 
@@ -134,7 +136,6 @@ class DecoderLayer(nn.Module):
         x = self.cross_block.output(x, y)
         x = self.ffn_block.output(x, self.ffn(self.ffn_block.input(x)))
         return x, self_w, cross_w
-
 
     def step_weights(self) -> tuple | None:
         """The tensors ``step`` reads, gathered once per decoding (a cache holds them); None where ``step``

@@ -169,7 +169,11 @@ def test_side_doors_are_closed_and_pages_carry_security_headers(served_app):
 
 
 def test_short_load_has_no_errors_and_respects_the_concurrency_bound(served_app, app_context):
-    """5 clients x 5 requests, mixed sentences and settings, all through the queue."""
+    """5 clients x 5 requests, mixed sentences and settings, all through the queue.
+
+    The bound counts model calls: greedy requests that wait together are decoded as one micro-batch
+    (``ui.batcher``), which is one call, so ``peak`` stays within ``ctx.concurrency`` however many
+    requests each batch holds."""
     sentences = ["le chat dort", "il fait très beau", "nous allons à la plage demain", "un chien mange une pomme",
                  "la maison sur le canapé"]
     app_context.in_flight.peak = 0

@@ -241,6 +241,25 @@ def test_model_picker_and_compare_view(browser, url, request):
     page.close()
 
 
+def test_picking_the_other_model_translates_with_it(page, expected, tiny_checkpoint_b):
+    """Issue 7: the picker switches models and the translation changes to the other model's."""
+    from model.checkpoint import load_checkpoint
+    from model.decoding import trace_translation
+
+    other = load_checkpoint(tiny_checkpoint_b)
+    other_text = trace_translation(other.model, other.tokenizer, SENTENCE).translation
+    assert other_text != expected.translation  # two different models: the test can tell them apart
+    translate(page, SENTENCE)
+    assert page.evaluate("regard.state.trace.translation") == expected.translation
+    page.click("#rg-model input")
+    page.get_by_role("option", name="tiny-pre").click()
+    expect(page.locator("#rg-model input")).to_have_value("tiny-pre")
+    translate(page, SENTENCE)
+    assert page.evaluate("regard.state.trace.model") == "tiny-pre"
+    assert page.evaluate("regard.state.trace.translation") == other_text
+    expect(page.locator("#rg-translation textarea")).to_have_value(other_text)
+
+
 def test_typed_markup_is_shown_not_run(page):
     page.evaluate("window.__pwned = false")
     translate(page, '<img src=x onerror="window.__pwned = true"> le chat')

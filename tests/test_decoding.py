@@ -87,6 +87,7 @@ def test_beam_search_finds_a_hypothesis_at_least_as_likely_as_greedy():
         assert beams[row].score == pytest.approx(logprob(row, beams[row].tokens), abs=1e-3)
 
 
+@torch.inference_mode()  # as generate() runs: the cache's buffers need no autograd record
 def test_cache_bytes_match_the_formula_and_reorder_by_beam():
     model, src = model_and_source()
     enc = model.encode(src)
@@ -100,6 +101,10 @@ def test_cache_bytes_match_the_formula_and_reorder_by_beam():
     cache.reorder(torch.tensor([2, 2, 0]))
     assert torch.equal(cache.layers[1].self_k[0], before[2])
     assert torch.equal(cache.layers[1].self_k[2], before[0])
+    capacity = cache.layers[1].k_buf.size(2)
+    cache.reorder(torch.tensor([2, 1]))  # fewer rows (finished sentences dropped): filled positions kept
+    assert torch.equal(cache.layers[1].self_k, before[[0, 2]]) and cache.layers[1].k_buf.size(2) == capacity
+    assert cache.self_nbytes() == kv_self_bytes_formula(model.config, 4, 4) * 2
     empty = KVCache.empty(2)
     assert empty.nbytes() == 0 and not empty.has_cross
 

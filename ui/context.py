@@ -90,10 +90,13 @@ class InFlight:
             self.take()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def release(self) -> None:
         with self.cond:
             self.now -= 1
             self.cond.notify_all()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class TraceCache:

@@ -1,7 +1,8 @@
 """Serving the app to the public: one bounded queue, capped bodies, closed side doors, security headers.
 
-- Model calls run only through Gradio's queue (``concurrency_id="model"``, ``ctx.concurrency`` at
-  once, ``MAX_QUEUE`` waiting); the unqueued REST route ``/gradio_api/run/…`` is closed, so a
+- Model calls run only through Gradio's queue (``MAX_QUEUE`` waiting) and then the gate
+  ``ctx.in_flight`` (``ctx.concurrency`` model calls at once, a micro-batch being one call; see
+  ``ui.layout`` and ``ui.batcher``); the unqueued REST route ``/gradio_api/run/…`` is closed, so a
   burst of POSTs cannot run beside the queue. A full queue answers ``BUSY``.
 - Request bodies over ``MAX_BODY_BYTES`` are refused before they are read; the upload route is
   closed (the app has no file input); ``/monitoring`` is off.
