@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Turn the two runs of scripts/train_pair.sh into shipped checkpoints and score them, every score
+# stored in the checkpoint's own record (shown in the app's Model tab, printed by training.record):
+#   bash scripts/ship_pair.sh [RUNS_DIR] [AVERAGE_LAST]
+#   OUT=/tmp/try LIMIT=20 bash scripts/ship_pair.sh   # a quick dry run: elsewhere, 20 sentences a set
+# Writes checkpoints/regard-fr-en-postln.safetensors and -preln (fp16, about 19.6 MB each, so the
+# pair stays under 40 MB; the older Tatoeba-only checkpoint should then leave checkpoints/).
+# The out-of-domain sets are scored for the cards only; selection happened on the runs' dev mix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-../regard-runs}"
+AVG="${2:-2}"
+D="${DATA:-../shared/data}"
+OUT="${OUT:-checkpoints}"
+LIMIT="${LIMIT:-}"
+for norm in post pre; do
+  out="$OUT/regard-fr-en-${norm}ln.safetensors"
+  python3 -m training.export "$RUNS/${norm}ln" --average-last "$AVG" --out "$out" --dtype float16
+  for set in tatoeba/test:tatoeba_test tatoeba/dev:tatoeba_dev ood/multi30k_test2016:multi30k_test2016 \
+             ood/flores101_devtest:flores101_devtest ood/newstest2013:newstest2013; do
+    python3 evaluate.py --checkpoint "$out" --data "$D/${set%%:*}.tsv" --name "${set##*:}_greedy" --record ${LIMIT:+--limit "$LIMIT"}
+  done
+  python3 -m training.name_copy --checkpoint "$out" --record --data-root "$D" ${LIMIT:+--n "$LIMIT"}
+  python3 scripts/head_alignment.py --checkpoint "$out" --data "$D/tatoeba/train.tsv" --record ${LIMIT:+--align 500 --score "$LIMIT"}
+  printf '%s\n' "Je mange une pomme." "Le chat dort sur le canapé." "Il fait très beau aujourd'hui." \
+    "Nous allons à la plage demain matin." "L'animal n'a pas traversé la rue parce qu'il était trop fatigué." \
+    "Mon frère aîné travaille dans un hôpital à Lyon." | python3 -m model.translate --checkpoint "$out" -
+done
