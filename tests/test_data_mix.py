@@ -158,3 +158,24 @@ def test_augmentation_is_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(outs) == 1
+
+
+def test_record_printer_shows_name_copy_and_head_alignment(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from evaluate import store_in_record
+    from training import record as record_cli
+
+    path = tmp_path / "m.safetensors"
+    shutil.copy(tiny_checkpoint, path)
+    ckpt = load_checkpoint(path)
+    store_in_record(ckpt, {
+        "scores": {"name_copy": {"copied": 91.5, "by_kind": {"name": 90.0}, "entities": 400, "command": "c1"}},
+        "head_alignment": {"aligner": "eflomal", "scored_pairs": 10, "layer_f1": [0.2, 0.6],
+                           "head_f1": [[0.1, 0.2], [0.7, 0.5]], "command": "c2"},
+    })
+    assert record_cli.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "91.5% of 400 names/cities/numbers copied exactly (name 90.0%)" in out
+    assert "layer 2 head 1, F1 0.700 against eflomal" in out
+    assert load_checkpoint(path).training["scores"]["name_copy"]["copied"] == 91.5  # stored in the file

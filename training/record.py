@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{cfg.n_heads} heads, d_ff {cfg.d_ff}, {cfg.norm}-LN, {cfg.activation}, "
           f"vocab {cfg.tgt_vocab_size} joint{' tied' if cfg.tie_embeddings else ''}, dropout {cfg.dropout}")
     print(f"parameters      {parameter_count(ckpt.model):,}")
-    if "steps" in rec:
+    if "target_tokens_seen" in rec:  # a record written by training/loop.py
         print(f"training        {rec['steps']} steps, {rec['epochs']} epochs, {rec['target_tokens_seen']:,} target "
               f"tokens, {rec['wall_time_min']} min, {rec['target_tokens_per_s']} target tokens/s")
         print(f"hardware        {rec.get('hardware')}, torch {rec.get('torch')}, {rec.get('date')}")
@@ -47,8 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     if rec.get("averaged"):
         print(f"averaged        {', '.join(rec['averaged'])}")
     for name, s in rec.get("scores", {}).items():
-        print(f"score {name:<18} BLEU {s['bleu']:5.2f} chrF {s['chrf']:5.2f} (beam {s['beam']}, {s['n']} sentences)")
-        print(f"  {s['command']}")
+        if "copied" in s:  # training.name_copy
+            kinds = ", ".join(f"{k} {v}%" for k, v in s.get("by_kind", {}).items())
+            print(f"score {name:<18} {s['copied']}% of {s['entities']} names/cities/numbers copied exactly ({kinds})")
+        else:
+            print(f"score {name:<18} BLEU {s['bleu']:5.2f} chrF {s['chrf']:5.2f} (beam {s['beam']}, {s['n']} sentences)")
+        print(f"  {s.get('command', '')}")
+    align = rec.get("head_alignment")
+    if align:  # scripts/head_alignment.py --record
+        f1 = align["head_f1"]
+        layer, head = max(((l, h) for l in range(len(f1)) for h in range(len(f1[l]))), key=lambda lh: f1[lh[0]][lh[1]])
+        print(f"head alignment  best cross-attention head: layer {layer + 1} head {head + 1}, F1 {f1[layer][head]:.3f} "
+              f"against {align['aligner']} ({align['scored_pairs']} pairs); layer means "
+              + ", ".join(f"{v:.2f}" for v in align["layer_f1"]))
+        print(f"  {align.get('command', '')}")
     return 0
 
 
