@@ -30,6 +30,7 @@ from model.decoding import default_max_len, greedy_batch, source_ids, trace_tran
 from model.export import export_ct2, export_hf  # noqa: E402
 from model.marian import require_transformers  # noqa: E402
 from model.quantize import quantize_int8  # noqa: E402
+from model.search import thread_count  # noqa: E402
 
 TEST = ROOT.parent / "shared" / "data" / "tatoeba" / "test.tsv"
 
@@ -45,15 +46,6 @@ def state_bytes(model: torch.nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
-
-
-def one_thread(fn):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(before)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -103,6 +95,10 @@ def main() -> None:
         return [r.hypotheses[0] for r in res]
 
     # --- batch 1, engines alternating ---------------------------------------------------------------
+    def hf_one_thread(ids, cap, text):
+        with thread_count(1):  # the loop's own per-call thread setting, restored after
+            return engines["hf generate"](ids, cap, text)
+
     engines = {
         "regard plain": lambda ids, cap, text: tok.pieces(greedy_batch(model, torch.tensor([ids]), cap)[0]),
         "regard instrumented": lambda ids, cap, text: tok.pieces(
@@ -110,7 +106,7 @@ def main() -> None:
         "hf generate": lambda ids, cap, text: tok.pieces(
             [t for t in hf.generate(torch.tensor([ids]), max_new_tokens=cap, do_sample=False)[0].tolist()[1:]
              if t != model.config.eos_id]),
-        "hf generate 1 thread": lambda ids, cap, text: one_thread(lambda: engines["hf generate"](ids, cap, text)),
+        "hf generate 1 thread": lambda ids, cap, text: hf_one_thread(ids, cap, text),
         "ct2 fp32": lambda ids, cap, text: ct2_run(ct2, [tok.pieces(ids)], 1, cap)[0],
         "ct2 fp32 1 thread": lambda ids, cap, text: ct2_run(ct2_one, [tok.pieces(ids)], 1, cap)[0],
         "regard int8": lambda ids, cap, text: tok.pieces(greedy_batch(int8_model, torch.tensor([ids]), cap)[0]),
