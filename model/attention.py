@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import column_major, is_column_major
+
 KINDS = ("encoder", "decoder_self", "cross")
 _FUSED = True  # module switch for the inference-only fused q/k/v projection
 
@@ -92,6 +94,8 @@ class MultiHeadAttention(nn.Module):
         key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in params)
         if self._fused is None or self._fused[0] != key:
             weight = torch.cat([p.weight for p in linears]).detach()  # (3D, D)
+            if is_column_major(linears[0].weight):  # keep the layout of the weights it replaces (model/layout.py)
+                weight = column_major(weight)
             bias = torch.cat([p.bias for p in linears]).detach()  # (3D,)
             self._fused = (key, weight, bias)
         return self._fused[1], self._fused[2]

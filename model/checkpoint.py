@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from .config import ModelConfig
 from .errors import CheckpointError
+from .layout import use_column_major
 from .tokenizer import Tokenizer
 from .transformer import Transformer
 
@@ -147,7 +148,12 @@ def load_checkpoint(
     model = Transformer(config)
     model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()})
     model.to(device=device, dtype=dtype).eval()
-    return Checkpoint(model=model, tokenizer=tokenizer, training=training, path=path)
+    return Checkpoint(model=inference_layout(model), tokenizer=tokenizer, training=training, path=path)
+
+
+def inference_layout(model: Transformer) -> Transformer:
+    """Column-major weights for CPU decoding (``model/layout.py``); GPU models keep PyTorch's layout."""
+    return use_column_major(model) if next(model.parameters()).device.type == "cpu" else model
 
 
 def _verify(path: Path, recorded: str | None, tensors: dict[str, torch.Tensor]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError
+from .checkpoint import Checkpoint, CheckpointError, inference_layout
 from .config import ModelConfig
 from .transformer import Transformer
 
@@ -328,4 +328,4 @@ def load_marian_dir(
     model.load_state_dict(marian_to_regard_state(config, state, bool(hf.config.scale_embedding)))
     model.to(device=device, dtype=dtype).eval()
     training = {"note": f"imported from the Hugging Face Marian model at {path}"}
-    return Checkpoint(model=model, tokenizer=tokenizer, training=training, path=path)
+    return Checkpoint(model=inference_layout(model), tokenizer=tokenizer, training=training, path=path)

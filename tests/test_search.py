@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_config
 from model.ablation import head_mask, rank_heads, sequence_logprobs
 from model.attention import reference_path
+from model.layout import is_column_major, use_column_major
 from model.decoding import InputError, branch_prefix, trace_translation
 from model.lens import logit_lens
 from model.search import Beam, Forced, Greedy, generate
@@ -152,11 +153,16 @@ def test_rank_heads_matches_one_ablation_at_a_time():
 
 @pytest.mark.parametrize("overrides", [{}, {"norm": "pre", "activation": "silu", "tie_embeddings": False}])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_fast_path_equals_reference_path_bit_for_bit(overrides, batch):
+@pytest.mark.parametrize("layout", ["row-major", "column-major"])
+def test_fast_path_equals_reference_path_bit_for_bit(overrides, batch, layout):
     """Plain greedy (fused q/k/v, lean DecoderLayer.step, preallocated cache, no softmax) == instrumented
-    == the module-by-module reference path with separate q/k/v, for post- and pre-norm models."""
+    == the module-by-module reference path with separate q/k/v, for post- and pre-norm models, with
+    PyTorch's weight layout and with the column-major one that loaded checkpoints use (model/layout.py)."""
     torch.manual_seed(4)
     model = Transformer(tiny_config(40, **overrides)).eval()
+    if layout == "column-major":
+        use_column_major(model)
+        assert is_column_major(model.output_weight()) and is_column_major(model.decoder_layers[0].ffn.linear1.weight)
     src = torch.randint(4, 40, (batch, 7), generator=torch.Generator().manual_seed(4))
     src[-1, 5:] = model.config.pad_id  # padded rows go through the key-bias mask
     plain, p_logits = run(model, src, Greedy())

@@ -14,7 +14,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.checkpoint import save_checkpoint
@@ -28,6 +27,7 @@ from .config import TrainConfig
 from .augment import augment
 from .data import (EncodedPairs, collate, encode_kept, encode_pairs, epoch_indices, make_batches, parse_sources,
                    read_pairs, subset)
+from .loss import linear_cross_entropy
 from .metrics import score
 from .schedule import inverse_sqrt_lr
 
@@ -237,11 +237,9 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         for group in optim.param_groups:
             group["lr"] = lr
         with autocast, attention_kernel():
-            logits = model(src, tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), tgt_out.view(-1),
-            ignore_index=mcfg.pad_id, label_smoothing=cfg.label_smoothing,
-        )
+            states = model.run_decoder(tgt_in, model.encode(src))[0]  # (B, T, D)
+            loss = linear_cross_entropy(states, model.output_weight(), model.output_bias, tgt_out,
+                                        ignore_index=mcfg.pad_id, label_smoothing=cfg.label_smoothing)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
