@@ -6,6 +6,7 @@
 # Writes checkpoints/regard-fr-en-postln.safetensors and -preln (fp16, about 19.6 MB each, so the
 # pair stays under 40 MB; the older Tatoeba-only checkpoint should then leave checkpoints/).
 # The out-of-domain sets are scored for the cards only; selection happened on the runs' dev mix.
+# Each checkpoint gets its card next to it (scripts/model_card.py: generated from the record).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-../regard-runs}"
@@ -22,7 +23,6 @@ for norm in post pre; do
   done
   python3 -m training.name_copy --checkpoint "$out" --record --data-root "$D" ${LIMIT:+--n "$LIMIT"}
   python3 scripts/head_alignment.py --checkpoint "$out" --data "$D/tatoeba/train.tsv" --record ${LIMIT:+--align 500 --score "$LIMIT"}
-  printf '%s\n' "Je mange une pomme." "Le chat dort sur le canapé." "Il fait très beau aujourd'hui." \
-    "Nous allons à la plage demain matin." "L'animal n'a pas traversé la rue parce qu'il était trop fatigué." \
-    "Mon frère aîné travaille dans un hôpital à Lyon." | python3 -m model.translate --checkpoint "$out" -
+  python3 -m training.sanity --checkpoint "$out" --record
+  python3 scripts/model_card.py "$out" > "${out%.safetensors}.md"
 done
