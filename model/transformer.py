@@ -146,7 +146,9 @@ class DecoderLayer(nn.Module):
         if self.training or qkv is None or any(type(m) is not nn.Linear for m in linears):
             return None
         norms = (self.self_block.norm, self.cross_block.norm, self.ffn_block.norm)
-        return (qkv, *((m.weight, m.bias) for m in linears), *((n.weight, n.bias, n.eps) for n in norms))
+        # module attributes read once here, not through nn.Module.__getattr__ at every step
+        settings = (sa.n_heads, self.self_block.pre, ffn.activation)
+        return (qkv, *((m.weight, m.bias) for m in linears), *((n.weight, n.bias, n.eps) for n in norms), settings)
 
     def step(
         self, x: torch.Tensor, cache: KVCache, layer_index: int, key_bias: torch.Tensor | None, need_weights: bool
@@ -158,14 +160,13 @@ class DecoderLayer(nn.Module):
         time. Returns (B, 1, D) and, with ``need_weights``, self (B, H, 1, T) and cross (B, H, 1, S) weights.
         """
         entry = cache.layers[layer_index]
-        qkv, self_out, cross_q, cross_out, ff1, ff2, *norms = entry.weights
+        qkv, self_out, cross_q, cross_out, ff1, ff2, *norms, (h, pre, activation) = entry.weights
         b, d = x.size(0), x.size(-1)
-        h = self.self_attn.n_heads
-        pre = self.self_block.pre
 
         def sublayer(x: torch.Tensor, norm: tuple, run) -> torch.Tensor:  # Sublayer.input/output at inference
-            y = run(F.layer_norm(x, (d,), *norm) if pre else x)
-            return x + y if pre else F.layer_norm(x + y, (d,), *norm)
+            # torch.layer_norm is the kernel F.layer_norm calls, without its Python checks
+            y = run(torch.layer_norm(x, (d,), *norm) if pre else x)
+            return x + y if pre else torch.layer_norm(x + y, (d,), *norm)
 
         def self_attention(y: torch.Tensor) -> torch.Tensor:
             q, k, v = F.linear(y, *qkv).view(b, 1, 3, h, d // h).transpose(1, 3).unbind(2)  # (B, H, 1, Dh)
@@ -185,7 +186,7 @@ class DecoderLayer(nn.Module):
         weights: list[torch.Tensor | None] = [None, None]
         x = sublayer(x, norms[0], self_attention)
         x = sublayer(x, norms[1], cross_attention)
-        x = sublayer(x, norms[2], lambda y: F.linear(self.ffn.activation(F.linear(y, *ff1)), *ff2))
+        x = sublayer(x, norms[2], lambda y: F.linear(activation(F.linear(y, *ff1)), *ff2))
         return x, weights[0], weights[1]
 
 
@@ -240,9 +241,9 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"sequence of {offset + length} positions exceeds max_positions={self.config.max_positions}"
             )
-        x = embedding(ids) * math.sqrt(self.config.d_model)  # (B, L, D)
+        x = F.embedding(ids, embedding.weight) * math.sqrt(self.config.d_model)  # (B, L, D); nn.Embedding's op
         x = x + self.pe[offset : offset + length].to(x.dtype)  # (B, L, D)
-        return self.embed_dropout(x)
+        return self.embed_dropout(x) if self.training else x
 
     def key_mask(self, src_mask: torch.Tensor) -> torch.Tensor:
         return src_mask[:, None, None, :]  # (B, 1, 1, S)

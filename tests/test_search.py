@@ -249,3 +249,24 @@ def test_records_carry_the_exact_entropy(tiny_model, tiny_tokenizer):
     p[:, [tiny_model.config.pad_id, tiny_model.config.bos_id]] = 0  # never a next token: the records drop them
     expected = -(p * p.clamp_min(1e-300).log()).sum(-1)
     assert [s.entropy for s in trace.steps] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_beam_step_ranks_the_same_candidates_as_all_k_times_v():
+    """BeamSearch.step ranks each beam's best 2K instead of all K*V continuations: same choice."""
+    from model.search import BeamSearch, next_token_logprobs
+
+    model, _ = model_and_source(vocab=50)
+    g = torch.Generator().manual_seed(5)
+    for trial in range(20):
+        batch, k = 2, 3
+        search = BeamSearch(model, batch, k, 1.0, torch.device("cpu"))
+        search.scores = torch.randn(batch, k, generator=g) * 3  # (B, K) every beam alive
+        before = search.scores.clone()
+        logits = torch.randn(batch * k, 50, generator=g) * 4  # (B*K, V)
+        tokens, rows, _ = search.step(1, logits, None)
+        cand = (before.view(-1, 1) + next_token_logprobs(model, logits)).view(batch, k * 50)  # (B, K*V)
+        want_scores, want_idx = cand.topk(2 * k, dim=1)
+        for b in range(batch):
+            kept = [(int(i) // 50, int(i) % 50) for i in want_idx[b] if int(i) % 50 != model.config.eos_id][:k]
+            got = [(int(r) - b * k, int(t)) for r, t in zip(rows[b * k:(b + 1) * k], tokens[b * k:(b + 1) * k])]
+            assert got == kept, trial
