@@ -169,19 +169,24 @@ def main() -> None:
 
     # --- the ratios issue 11 asks for ----------------------------------------------------------------
     c = min(per["ct2 fp32"], per["ct2 fp32 1 thread"])  # each engine at its faster thread count
-    hf_best = min(per["hf generate"], per["hf generate 1 thread"])
+    # HF as it runs out of the box (its default threads): how issue 11 measured its 1.24x baseline.
+    # Pinned to one thread (Regard's own batch-1 setting) it is an info row.
+    hf = per["hf generate"]
+    hf_one = per["hf generate 1 thread"]
     ct2_beam = min(per["ct2 beam4 fp32"], per["ct2 beam4 fp32 1 thread"])
     rows = [
         ("instrumented batch-1 / ct2 fp32", per["regard instrumented"] / c, "<= 2.0"),
         ("plain batch-1 / ct2 fp32", per["regard plain"] / c, "<= 1.5"),
-        ("hf generate / instrumented", hf_best / per["regard instrumented"], ">= 1.5"),
-        ("hf generate / plain", hf_best / per["regard plain"], ">= 1.5"),
+        ("hf generate / instrumented", hf / per["regard instrumented"], ">= 1.5"),
+        ("hf generate / plain", hf / per["regard plain"], ">= 1.5"),
+        ("hf generate 1 thread / instrumented", hf_one / per["regard instrumented"], "(info)"),
+        ("hf generate 1 thread / plain", hf_one / per["regard plain"], "(info)"),
         ("instrumented beam 4 / ct2 fp32 greedy", per["regard beam4 instrumented"] / c, "<= 2.5"),
         ("instrumented beam 4 / ct2 fp32 beam 4", per["regard beam4 instrumented"] / ct2_beam, "(info)"),
         ("batched best regard / best ct2", best["regard"][0] / best["ct2"][0], "<= 1.2"),
         ("regard int8 / regard plain (batch 1)", per["regard int8"] / per["regard plain"], "(info)"),
     ]
-    print("ratios (target; ct2 and hf at their faster of 1 and 2 threads):")
+    print("ratios (target; ct2 at its faster of 1 and 2 threads, hf at its default threads):")
     for label, value, target in rows:
         print(f"  {label:40s} {value:5.2f}x  {target}")
 

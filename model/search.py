@@ -432,7 +432,7 @@ class BeamSearch:
         self.last_top = logp.topk(min(max(width, self.record_k), vocab), dim=1)  # each (B*K, W)
         row_lp, row_tok = (t[:, :width].reshape(batch, k * width) for t in self.last_top)  # (B, K*2K)
         cand = self.scores.view(batch, k).repeat_interleave(width, dim=1) + row_lp  # (B, K*2K)
-        top_scores, pos = cand.topk(width, dim=1)  # (B, 2K): enough to find K non-eos
+        top_scores, pos = cand.topk(min(2 * k, k * width), dim=1)  # (B, 2K): enough to find K non-eos
         top_lp = row_lp.gather(1, pos)  # (B, 2K)
         top_idx = torch.div(pos, width, rounding_mode="floor") * vocab + row_tok.gather(1, pos)  # beam * V + token
         ts, ti, tl = top_scores.tolist(), top_idx.tolist(), top_lp.tolist()
@@ -445,7 +445,7 @@ class BeamSearch:
             if self.done[b]:
                 continue
             filled = 0
-            for j in range(2 * k):
+            for j in range(len(ts[b])):
                 score, beam, tok = ts[b][j], ti[b][j] // vocab, ti[b][j] % vocab
                 if score == float("-inf"):
                     break

@@ -255,18 +255,19 @@ def test_beam_step_ranks_the_same_candidates_as_all_k_times_v():
     """BeamSearch.step ranks each beam's best 2K instead of all K*V continuations: same choice."""
     from model.search import BeamSearch, next_token_logprobs
 
-    model, _ = model_and_source(vocab=50)
     g = torch.Generator().manual_seed(5)
-    for trial in range(20):
-        batch, k = 2, 3
+    for trial, (vocab, k) in enumerate([(50, 3)] * 20 + [(7, 4)] * 5):  # 7 < 2K: fewer pieces than candidates
+        model, _ = model_and_source(vocab=vocab)
+        batch = 2
         search = BeamSearch(model, batch, k, 1.0, torch.device("cpu"))
         search.scores = torch.randn(batch, k, generator=g) * 3  # (B, K) every beam alive
         before = search.scores.clone()
-        logits = torch.randn(batch * k, 50, generator=g) * 4  # (B*K, V)
+        logits = torch.randn(batch * k, vocab, generator=g) * 4  # (B*K, V)
         tokens, rows, _ = search.step(1, logits, None)
-        cand = (before.view(-1, 1) + next_token_logprobs(model, logits)).view(batch, k * 50)  # (B, K*V)
+        cand = (before.view(-1, 1) + next_token_logprobs(model, logits)).view(batch, k * vocab)  # (B, K*V)
         want_scores, want_idx = cand.topk(2 * k, dim=1)
         for b in range(batch):
-            kept = [(int(i) // 50, int(i) % 50) for i in want_idx[b] if int(i) % 50 != model.config.eos_id][:k]
+            kept = [(int(i) // vocab, int(i) % vocab) for i, sc in zip(want_idx[b], want_scores[b])
+                    if int(i) % vocab != model.config.eos_id and sc > float("-inf")][:k]
             got = [(int(r) - b * k, int(t)) for r, t in zip(rows[b * k:(b + 1) * k], tokens[b * k:(b + 1) * k])]
             assert got == kept, trial
