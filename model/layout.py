@@ -1,12 +1,13 @@
 """Weights laid out for the matrix-vector products of CPU decoding.
 
 ``F.linear(x, W)`` multiplies by ``W.T``. With ``W`` stored as PyTorch stores it, (out, in) row-major,
-MKL takes a transposed-B path that, for the one-row products of batch-1 decoding, runs a generic
-dot-product kernel on this project's AMD CPUs. Stored column-major, i.e. as a transposed view of a
-contiguous (in, out) tensor, ``W.T`` is a plain row-major matrix and MKL streams it with its vector
-kernel: measured on the 2-core dev machine, 768x256 at one row 26.6 -> 6.7 us, 1024x256 17.7 ->
-9.2 us, the 8000x256 output projection 469 -> 328 us (``benchmarks/engines.py`` prints the effect
-on whole translations). Same values, same shapes, same state-dict keys; only the strides change.
+MKL takes its transposed-B path, which for the one-row products of batch-1 decoding runs a generic
+dot-product kernel. Stored column-major, i.e. as a transposed view of a contiguous (in, out) tensor,
+``W.T`` is a plain row-major matrix and MKL streams it with its vector kernel. Measured on the 2-core
+dev machine (Intel Xeon, one thread, weights in L2): 768x256 at one row 13.3 -> 7.6 us, 1024x256
+17.5 -> 11.1 us; the 8000x256 output projection, memory-bound at one row, 605 -> 349 us at the four
+rows of a beam. ``benchmarks/weight_layout.py`` prints the effect on whole translations (beam 4
+1.12x, greedy 1.02x). Same values, same shapes, same state-dict keys; only the strides change.
 
 Both products are exact fp32 dot products, but they sum in a different order, so the last bits of a
 logit can differ between the two layouts (how many translations change is measured, not assumed).
