@@ -27,7 +27,7 @@ SENTENCES: dict[str, str] = {
     "Nous allons à la plage demain matin.":
         r"We(?:'re| are) going to the beach tomorrow morning\.|We(?:'ll| will) go to the beach tomorrow morning\.",
     "L'animal n'a pas traversé la rue parce qu'il était trop fatigué.":
-        r"The animal (?:didn't|did not) (?:cross|get across) the (?:street|road) because (?:it|he) was too tired\.",
+        r"The animal (?:didn't|did not) (?:cross|get across|go across|walk across) the (?:street|road) because (?:it|he) was too tired\.",
     "Mon frère aîné travaille dans un hôpital à Lyon.":
         r"My (?:older|elder|big|eldest|oldest) brother works (?:in|at) a hospital in Lyon\.",
 }
