@@ -259,8 +259,8 @@ def generate(
         if k > 1:
             enc = expand_encoder(enc, k)
         if isinstance(inner, Beam):
-            search: GreedySearch | BeamSearch = BeamSearch(model, batch, k, inner.length_penalty, device)
-            search.record_k = top_k if record else 0
+            search: GreedySearch | BeamSearch = BeamSearch(model, batch, k, inner.length_penalty, device,
+                                                           record_k=top_k if record else 0)
         else:
             search = GreedySearch(model, batch, device, record or top_k > 0)
         cache = model.new_cache(capacity=max_len + 1) if use_cache else None
@@ -316,7 +316,7 @@ def step_data(model: Transformer, search, out, top_k: int, ms: float, cache, for
     if top_k > 0:
         logp = search.last_logp if search.last_logp is not None else next_token_logprobs(model, out.logits)
         n = min(top_k, logp.size(-1))
-        ranked = getattr(search, "last_top", None)  # beam search has sorted every row already
+        ranked = search.last_top  # beam search has sorted every row already
         if ranked is not None and ranked[0].size(1) >= n:
             top_lp, top_i = ranked[0][:, :n], ranked[1][:, :n]  # (R, k)
         else:
@@ -344,6 +344,7 @@ class GreedySearch:
         self.logprobs: list[torch.Tensor] = []  # per step (B,) when kept
         self.forced: list[bool] = []
         self.last_logp: torch.Tensor | None = None
+        self.last_top: tuple[torch.Tensor, torch.Tensor] | None = None  # greedy ranks nothing; step_data sorts
 
     def step(self, t: int, logits: torch.Tensor, force: int | None) -> tuple[torch.Tensor, None, bool]:
         if force is None:
@@ -395,7 +396,8 @@ class GreedySearch:
 class BeamSearch:
     """Rows b*K .. b*K+K-1 hold sentence b's beams; every step keeps the best K continuations."""
 
-    def __init__(self, model: Transformer, batch: int, k: int, length_penalty: float, device: torch.device) -> None:
+    def __init__(self, model: Transformer, batch: int, k: int, length_penalty: float, device: torch.device,
+                 record_k: int = 0) -> None:
         self.model, self.cfg, self.k, self.lp, self.device = model, model.config, k, length_penalty, device
         self.batch = batch
         self.scores = torch.full((batch, k), float("-inf"), device=device)  # (B, K)
@@ -406,7 +408,7 @@ class BeamSearch:
         self.row_node = [-1] * (batch * k)  # node id of the hypothesis now in each row
         self.last_logp: torch.Tensor | None = None
         self.last_top: tuple[torch.Tensor, torch.Tensor] | None = None  # each row's best log-probs and ids
-        self.record_k = 0  # how many of them the step record shows (generate sets it)
+        self.record_k = record_k  # how many of them the step record shows
 
     def norm(self, score: float, length: int) -> float:
         return score / (max(length, 1) ** self.lp)

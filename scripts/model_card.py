@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from model.memory import human_bytes, parameter_count  # noqa: E402
+from training.record import best_head  # noqa: E402
 
 # (score name in the record, label, bar or None for "reported") — issue 7's quality bars
 BARS = (
@@ -33,10 +34,6 @@ LICENCES = """- Tatoeba (tatoeba.org), pairs packaged by manythings.org/anki (20
 - WMT news 2008–2012 and news-discussion 2015 (statmt.org, via Helsinki-NLP/OPUS-MT-testsets):
   research use. NTREX-128 (Microsoft) and FLORES-101 (Meta): **CC BY-SA 4.0**. TICO-19: **CC0**.
   Europarl v7: free reuse with attribution."""
-
-
-def cell(value) -> str:
-    return "–" if value is None else str(value)
 
 
 def bars(rec: dict) -> list[str]:
@@ -112,7 +109,7 @@ def card(path: Path) -> str:
     align = rec.get("head_alignment")
     if align:
         f1 = align["head_f1"]
-        layer, head = max(((l, h) for l in range(len(f1)) for h in range(len(f1[l]))), key=lambda lh: f1[lh[0]][lh[1]])
+        layer, head = best_head(f1)
         out += ["", f"Word alignment of cross-attention heads against {align['aligner']} (`{align['command']}`): "
                 f"best head layer {layer + 1} head {head + 1} (F1 {f1[layer][head]:.2f}); layer means "
                 + ", ".join(f"{v:.2f}" for v in align["layer_f1"]) + "."]

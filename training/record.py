@@ -13,6 +13,11 @@ from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoin
 from model.memory import human_bytes, parameter_count
 
 
+def best_head(head_f1: list[list[float]]) -> tuple[int, int]:
+    """0-based (layer, head) of the highest F1 in a recorded (layers, heads) ``head_alignment`` table."""
+    return max(((l, h) for l, row in enumerate(head_f1) for h in range(len(row))), key=lambda lh: head_f1[lh[0]][lh[1]])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT))
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     align = rec.get("head_alignment")
     if align:  # scripts/head_alignment.py --record
         f1 = align["head_f1"]
-        layer, head = max(((l, h) for l in range(len(f1)) for h in range(len(f1[l]))), key=lambda lh: f1[lh[0]][lh[1]])
+        layer, head = best_head(f1)
         print(f"head alignment  best cross-attention head: layer {layer + 1} head {head + 1}, F1 {f1[layer][head]:.3f} "
               f"against {align['aligner']} ({align['scored_pairs']} pairs); layer means "
               + ", ".join(f"{v:.2f}" for v in align["layer_f1"]))
