@@ -3,11 +3,9 @@
 ``F.linear(x, W)`` multiplies by ``W.T``. With ``W`` stored as PyTorch stores it, (out, in) row-major,
 MKL takes its transposed-B path, which for the one-row products of batch-1 decoding runs a generic
 dot-product kernel. Stored column-major, i.e. as a transposed view of a contiguous (in, out) tensor,
-``W.T`` is a plain row-major matrix and MKL streams it with its vector kernel. Measured on the 2-core
-dev machine (Intel Xeon, one thread, weights in L2): 768x256 at one row 13.3 -> 7.6 us, 1024x256
-17.5 -> 11.1 us; the 8000x256 output projection, memory-bound at one row, 605 -> 349 us at the four
-rows of a beam. ``benchmarks/weight_layout.py`` prints the effect on whole translations (beam 4
-1.12x, greedy 1.02x). Same values, same shapes, same state-dict keys; only the strides change.
+``W.T`` is a plain row-major matrix and MKL streams it with its vector kernel; the output projection
+also gains at the four rows of a beam. ``benchmarks/weight_layout.py`` measures the effect on whole
+translations (on the 2-core dev machine: beam 4 1.12x, greedy 1.02x). Same values, same shapes, same state-dict keys; only the strides change.
 
 Both products are exact fp32 dot products, but they sum in a different order, so the last bits of a
 logit can differ between the two layouts (how many translations change is measured, not assumed).
@@ -33,8 +31,8 @@ def use_column_major(model: nn.Module) -> nn.Module:
     """Store every ``nn.Linear`` weight of ``model`` and its output matrix column-major, in place.
 
     A tied embedding is the output matrix too, so it changes layout as well: an embedding look-up
-    then gathers a strided row, which costs 2.6 instead of 2.2 us at batch 1 and 0.24 ms per step
-    at batch 128, far less than the output projection gains. Returns ``model``.
+    then gathers a strided row, slower than a contiguous one but a small cost next to the output
+    projection's gain (the batched rows of ``benchmarks/engines.py`` include it). Returns ``model``.
     """
     weights = [m.weight for m in model.modules() if type(m) is nn.Linear]
     if hasattr(model, "output_weight"):
