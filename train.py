@@ -33,7 +33,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     command = "python train.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    train(cfg, command)
+    try:
+        train(cfg, command)
+    except ValueError as exc:  # a recipe the run cannot take (e.g. rewriting an epoch already trained)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

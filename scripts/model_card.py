@@ -55,6 +55,14 @@ def bars(rec: dict) -> list[str]:
     return lines
 
 
+def aug_text(tc: dict) -> str:
+    """How many substituted copies each pair with a name, city or number got, epoch by epoch."""
+    text = f"{tc.get('aug_rate')} copies per such pair"
+    if tc.get("late_aug_epoch"):
+        text += f" in epochs 0–{tc['late_aug_epoch'] - 1}, {tc['late_aug_rate']} from epoch {tc['late_aug_epoch']} on"
+    return text
+
+
 def card(path: Path) -> str:
     ckpt = load_checkpoint(path)
     cfg, rec = ckpt.config, ckpt.training
@@ -75,7 +83,7 @@ def card(path: Path) -> str:
                    + ", ".join(f"`{Path(p[0]).parent.name}/{Path(p[0]).name}` ×{p[1] if len(p) > 1 else 1}" for p in parts) + ".")
         out.append(f"Selection: mean greedy BLEU over `{'`, `'.join(Path(p).name for p in tc.get('dev_path', '').split(','))}`"
                    f" (first {tc.get('dev_limit') or 'all'} pairs of each). Name/city/number substitution on both "
-                   f"sides at rate {tc.get('aug_rate')}; SentencePiece {tc.get('vocab_size')} pieces, elision "
+                   f"sides: {aug_text(tc)}; SentencePiece {tc.get('vocab_size')} pieces, elision "
                    f"split {tc.get('split_elision')}, byte fallback {tc.get('byte_fallback')}.")
     out += ["", LICENCES, "", "## Architecture", "", "| | |", "|---|---|",
             f"| type | encoder–decoder Transformer, **{cfg.norm}-LayerNorm**, {cfg.activation}, sinusoidal positions |",

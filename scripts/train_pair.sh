@@ -6,6 +6,8 @@
 # or resumes them from <runs-dir>/{post,pre}ln/last.pt. Logs: <runs-dir>/{post,pre}ln.log.
 #   bash scripts/train_pair.sh [RUNS_DIR] [extra train.py flags...]
 # RUNS_DIR defaults to ../regard-runs: outside the work tree, so a fresh checkout keeps the runs.
+# Names and numbers: half the pairs that have one get a substituted copy in epochs 0-3, then every such
+# pair gets two (the name-copy test lagged the other bars at step 6,000; set before epoch 4 began).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-../regard-runs}"; shift || true
@@ -18,7 +20,7 @@ for norm in post pre; do
   nohup nice -n 10 python3 train.py --norm "$norm" --out-dir "$RUNS/${norm}ln" \
     --train-path "$D/tatoeba/train.tsv:1,$D/extra/multi30k_train.tsv:2,$D/extra/wmt_news_2008_2012.tsv:2,$D/extra/europarl_v7_first3k.tsv:1,$D/extra/ntrex128.tsv:2,$D/extra/tico19.tsv:2" \
     --dev-path "$D/tatoeba/dev.tsv,$D/ood/multi30k_val.tsv,$D/ood/newstest2013.tsv" --dev-limit 500 \
-    --vocab-size 9000 --split-elision --byte-fallback --aug-rate 0.5 --threads 1 \
+    --vocab-size 9000 --split-elision --byte-fallback --aug-rate 0.5 --late-aug-epoch 4 --late-aug-rate 2 --threads 1 \
     --max-steps 12000 --time-budget-min 100000 --eval-every-min 20 "$@" >> "$RUNS/${norm}ln.log" 2>&1 &
   echo "started $norm-LN run in $RUNS/${norm}ln (log $RUNS/${norm}ln.log)"
 done

@@ -39,7 +39,7 @@ def test_card_marks_each_bar_from_the_record(tiny_model, tiny_tokenizer, tmp_pat
         "steps": 100, "epochs": 1.5, "target_tokens_seen": 12345, "wall_time_min": 3.0, "target_tokens_per_s": 68,
         "hardware": "test CPU", "torch": "x", "date": "2026-11-22", "command": "python train.py --norm post",
         "train_config": {"train_path": "a/train.tsv:1,b/extra.tsv:2", "dev_path": "a/dev.tsv", "dev_limit": 0,
-                         "aug_rate": 0.5, "vocab_size": 100, "split_elision": True, "byte_fallback": True},
+                         "aug_rate": 0.5, "late_aug_epoch": 4, "late_aug_rate": 2.0, "vocab_size": 100, "split_elision": True, "byte_fallback": True},
         "dev_history": [{"step": s, "bleu": s / 10} for s in range(10, 130, 10)],
         "scores": {"tatoeba_test_greedy": score(56.1, "tatoeba"), "multi30k_test2016_greedy": score(20.0, "m30k"),
                    "newstest2013_greedy": score(9.9, "news"),
@@ -57,4 +57,5 @@ def test_card_marks_each_bar_from_the_record(tiny_model, tiny_tokenizer, tmp_pat
     for command in ("--name tatoeba --record", "--name m30k --record", "training.name_copy --record",
                     "training.sanity --record", "python train.py --norm post"):
         assert command in text
+    assert "0.5 copies per such pair in epochs 0–3, 2.0 from epoch 4 on" in text
     assert "| step | 10 |" in text and "| 120 |" in text  # ten points of the dev curve, first and last kept

@@ -16,7 +16,7 @@ from model.tokenizer import UNK_ID, Tokenizer, join_elision, split_elision_text
 from training.augment import augment, augment_pair, entity_pools, substitutable
 from training.config import TrainConfig
 from training.data import epoch_indices, parse_sources
-from training.loop import train
+from training.loop import aug_rate_for, train
 
 
 def write_tsv(path, pairs) -> str:
@@ -79,6 +79,34 @@ def test_pairs_without_entities_are_left_alone_and_held_out_names_are_never_used
     out = augment(CRAFTED * 100, rate=1.0, seed=5)
     used = {w for _, en in out for w in re.findall(r"[A-ZÀ-Ý][\w-]+", en)}
     assert len(out) == 400 and not used & (set(held.names) | set(held.cities))
+
+
+def test_rates_above_one_give_that_many_fresh_copies_of_each_pair():
+    plain = [("Le chat dort.", "The cat sleeps.")] * 10
+    out = augment(CRAFTED * 10 + plain, rate=2.0, seed=5)
+    assert len(out) == 80 and len(set(out)) > 60  # two copies of each of the 40 pairs with an entity
+    assert 10 <= len(augment(CRAFTED * 10, rate=0.5, seed=5)) <= 30 < 50 <= len(augment(CRAFTED * 10, rate=1.5, seed=5)) <= 70
+    with pytest.raises(ValueError, match=">= 0"):
+        augment(CRAFTED, rate=-1.0, seed=5)
+
+
+def test_late_augmentation_applies_from_its_epoch_and_cannot_rewrite_an_epoch_begun(tmp_path):
+    a = write_tsv(tmp_path / "a.tsv", CRAFTED * 3 + tiny_pairs(20, seed=1))
+    dev = write_tsv(tmp_path / "dev.tsv", tiny_pairs(4, seed=2))
+    cfg = TrainConfig(train_path=a, dev_path=dev, out_dir=str(tmp_path / "run"), vocab_size=200, aug_rate=0.5,
+                      d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, max_positions=64,
+                      max_tokens=200, warmup_steps=2, max_steps=8, log_every=4, eval_every_min=100, save_every_min=100)
+    assert [aug_rate_for(TrainConfig(aug_rate=0.5, late_aug_epoch=2, late_aug_rate=2.0), e) for e in range(4)] == [0.5, 0.5, 2.0, 2.0]
+    train(cfg, command="pytest")
+    epoch = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["epoch"]
+    assert epoch >= 1
+    with pytest.raises(ValueError, match="epochs still to come"):  # epoch 1 has begun: its data is fixed
+        train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": 1, "late_aug_rate": 2.0, "max_steps": 10}))
+    train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": epoch + 1, "late_aug_rate": 2.0, "max_steps": 10}))
+    train(TrainConfig(**{**cfg.__dict__, "max_steps": 12}))  # flags left at their defaults keep the saved rate
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["step"] == 12
+    assert (state["train_config"]["late_aug_epoch"], state["train_config"]["late_aug_rate"]) == (epoch + 1, 2.0)
 
 
 # --- the tokenizer ----------------------------------------------------------------------------------

@@ -144,13 +144,20 @@ def augment_pair(fr: str, en: str, rng: random.Random, pools: Pools | None = Non
 
 
 def augment(pairs: list[tuple[str, str]], rate: float, seed: int) -> list[tuple[str, str]]:
-    """Augmented copies (not the originals) of a ``rate`` share of the pairs that have something to copy."""
+    """Augmented copies (not the originals) of the pairs that have something to copy: ``rate`` copies
+    per such pair on average (0.5: half of them get one; 2: each gets two, every copy drawn afresh)."""
+    if rate < 0:
+        raise ValueError(f"augmentation rate must be >= 0, got {rate}")
     rng = random.Random(seed)
     pools = entity_pools()[0]
+    whole, fraction = divmod(rate, 1.0)
     out = []
     for fr, en in pairs:
-        if rng.random() < rate:
+        # One draw per pair whatever the rate, so a rate below 1 gives the same copies as it always has.
+        copies = int(whole) + (rng.random() < fraction)
+        for _ in range(copies):
             new = augment_pair(fr, en, rng, pools)
-            if new is not None:
-                out.append(new)
+            if new is None:
+                break
+            out.append(new)
     return out

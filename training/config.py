@@ -13,7 +13,11 @@ class TrainConfig:
     out_dir: str = "runs/base"
     vocab_size: int = 8000
     max_sentence_tokens: int = 128  # longer pairs are dropped from training
-    aug_rate: float = 0.0  # share of pairs with a shared name/city/number that get a substituted copy
+    aug_rate: float = 0.0  # substituted copies per pair with a shared name/city/number (0.5: half get one)
+    # from epoch late_aug_epoch on (0 = never), aug_rate becomes late_aug_rate: more copying practice once
+    # the model translates; may be set when resuming, as long as that epoch has not begun
+    late_aug_epoch: int = 0
+    late_aug_rate: float = 0.0
     split_elision: bool = False  # tokenizer: "l'animal" -> "l' animal" before SentencePiece
     byte_fallback: bool = False  # tokenizer: unknown characters become bytes, never <unk>
     # model (see model.config.ModelConfig)

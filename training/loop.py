@@ -101,6 +101,11 @@ def evaluate_dev(model: Transformer, tok: Tokenizer, dev: dict[str, list[tuple[s
     return result
 
 
+def aug_rate_for(cfg: TrainConfig, epoch: int) -> float:
+    """The augmentation rate of ``epoch``: ``late_aug_rate`` from ``late_aug_epoch`` on, if set."""
+    return cfg.late_aug_rate if 0 < cfg.late_aug_epoch <= epoch else cfg.aug_rate
+
+
 def epoch_data(cfg: TrainConfig, base: EncodedPairs, sizes: list[int], weights: list[float],
                pairs: list[tuple[str, str]], tok: Tokenizer, eos_id: int, epoch: int) -> EncodedPairs:
     """One epoch's pairs: each source resampled by its weight, plus fresh name/number substitutions.
@@ -109,8 +114,9 @@ def epoch_data(cfg: TrainConfig, base: EncodedPairs, sizes: list[int], weights: 
     """
     indices = epoch_indices(sizes, weights, cfg.seed + epoch)
     extra = None
-    if cfg.aug_rate > 0:
-        aug = augment([pairs[i] for i in sorted(set(indices))], cfg.aug_rate, cfg.seed + epoch)
+    rate = aug_rate_for(cfg, epoch)
+    if rate > 0:
+        aug = augment([pairs[i] for i in sorted(set(indices))], rate, cfg.seed + epoch)
         extra = encode_pairs(aug, tok, cfg.max_sentence_tokens, eos_id) if aug else None
     return subset(base, indices, extra)
 
@@ -126,8 +132,15 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     state = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.exists() else None
     if state is not None:
         saved = state["train_config"]
-        cfg = dataclasses.replace(TrainConfig(**saved), time_budget_min=cfg.time_budget_min,
-                                  max_steps=cfg.max_steps, device=cfg.device, threads=cfg.threads)
+        # The late augmentation may be set or changed on resume, but never for an epoch already begun;
+        # left at its defaults on the command line, the saved one stays.
+        kept = (saved.get("late_aug_epoch", 0), saved.get("late_aug_rate", 0.0))
+        late = kept if (cfg.late_aug_epoch, cfg.late_aug_rate) == (0, 0.0) else (cfg.late_aug_epoch, cfg.late_aug_rate)
+        if late != kept and any(0 < e <= state["epoch"] for e in (late[0], kept[0])):
+            raise ValueError(f"cannot change the late augmentation from {kept} to {late}: the run is in epoch "
+                             f"{state['epoch']}, and a resumed run may only change epochs still to come")
+        cfg = dataclasses.replace(TrainConfig(**saved), time_budget_min=cfg.time_budget_min, max_steps=cfg.max_steps,
+                                  device=cfg.device, threads=cfg.threads, late_aug_epoch=late[0], late_aug_rate=late[1])
         log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
