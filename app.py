@@ -1,6 +1,6 @@
 """Regard in the browser: translate French to English and watch the Transformer decode, token by token.
 
-    python app.py                                         # every checkpoints/*.safetensors, regard-fr-en first
+    python app.py                                         # every checkpoints/*.safetensors, the default first
     python app.py --checkpoint A.safetensors --checkpoint B.safetensors --port 7861
     GRADIO_SERVER_NAME=0.0.0.0 python app.py              # listen on all interfaces (e.g. a Space)
 
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", action="append", default=None,
                         help="a Regard .safetensors checkpoint or a Hugging Face Marian directory; repeat to serve "
                              "several (the first is the default; "
-                             "default: every checkpoints/*.safetensors, regard-fr-en first; env REGARD_CHECKPOINT)")
+                             f"default: every checkpoints/*.safetensors, {DEFAULT_CHECKPOINT.name} first; env REGARD_CHECKPOINT)")
     parser.add_argument("--device", default=os.environ.get("REGARD_DEVICE"),
                         help="cpu, cuda, cuda:1... (default: cuda if available, else cpu; env REGARD_DEVICE)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():  # a checkpoint file, or a Hugging Face Marian model directory
             print(f"Regard: no checkpoint at {path}.\n"
                   "  Train one (`python train.py --out-dir runs/base`), then export it: `python -m training.export "
-                  "runs/base --out checkpoints/regard-fr-en.safetensors` (see README.md),\n"
+                  f"runs/base --out checkpoints/{DEFAULT_CHECKPOINT.name}` (see README.md),\n"
                   "  or point the app at an existing file: `python app.py --checkpoint runs/base/best.safetensors`.",
                   file=sys.stderr)
             return 2

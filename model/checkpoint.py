@@ -29,7 +29,8 @@ from .transformer import Transformer
 FORMAT = "regard-checkpoint/1"
 HASH_KEY = "tensors_sha256"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "regard-fr-en.safetensors"
+# The default of the shipped pair (README, "The normalisation experiment"); the other one sits next to it.
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "regard-fr-en-preln.safetensors"
 
 
 class UnverifiedCheckpointWarning(UserWarning):

@@ -3,6 +3,8 @@
 # stored in the checkpoint's own record (shown in the app's Model tab, printed by training.record):
 #   bash scripts/ship_pair.sh [RUNS_DIR] [AVERAGE_LAST]
 #   OUT=/tmp/try LIMIT=20 bash scripts/ship_pair.sh   # a quick dry run: elsewhere, 20 sentences a set
+#   NORMS=pre bash scripts/ship_pair.sh                # one of the pair (two such calls can run side by
+#                                                      # side with OMP_NUM_THREADS=1 on a 2-core machine)
 # Writes checkpoints/regard-fr-en-postln.safetensors and -preln (fp16, about 19.6 MB each, so the
 # pair stays under 40 MB; the older Tatoeba-only checkpoint should then leave checkpoints/).
 # The out-of-domain sets are scored for the cards only; selection happened on the runs' dev mix.
@@ -14,7 +16,7 @@ AVG="${2:-2}"
 D="${DATA:-../shared/data}"
 OUT="${OUT:-checkpoints}"
 LIMIT="${LIMIT:-}"
-for norm in post pre; do
+for norm in ${NORMS:-post pre}; do
   out="$OUT/regard-fr-en-${norm}ln.safetensors"
   python3 -m training.export "$RUNS/${norm}ln" --average-last "$AVG" --out "$out" --dtype float16
   for set in tatoeba/test:tatoeba_test tatoeba/dev:tatoeba_dev ood/multi30k_test2016:multi30k_test2016 \

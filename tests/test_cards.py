@@ -59,3 +59,20 @@ def test_card_marks_each_bar_from_the_record(tiny_model, tiny_tokenizer, tmp_pat
         assert command in text
     assert "0.5 copies per such pair in epochs 0–3, 2.0 from epoch 4 on" in text
     assert "| step | 10 |" in text and "| 120 |" in text  # ten points of the dev curve, first and last kept
+
+
+def test_shipped_pair_fits_40_mb_and_each_card_is_generated_from_its_record(monkeypatch):
+    """Issue 7's deliverable: both checkpoints in checkpoints/, together <= 40 MB, every bar scored in
+    the file's own record, and each card exactly what scripts/model_card.py writes from that record."""
+    from conftest import ROOT
+    from model.checkpoint import load_checkpoint
+    from model_card import BARS
+
+    monkeypatch.chdir(ROOT)  # the cards name their checkpoint by its path relative to the repository
+    pair = sorted(Path("checkpoints").glob("regard-fr-en-*.safetensors"))
+    assert [p.name for p in pair] == ["regard-fr-en-postln.safetensors", "regard-fr-en-preln.safetensors"]
+    assert sum(p.stat().st_size for p in pair) <= 40 * 1000**2
+    for path in pair:
+        record = load_checkpoint(path).training
+        assert {key for key, _, _ in BARS} | {"name_copy"} <= set(record["scores"]) and record["sanity"]["total"] == 6
+        assert path.with_suffix(".md").read_text(encoding="utf-8") == card(path) + "\n"
