@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from model.checkpoint import EXPORT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.decoding import default_max_len, greedy_batch, source_ids, trace_translation, translate_batch  # noqa: E402
 from model.export import export_ct2, export_hf  # noqa: E402
 from model.marian import require_transformers  # noqa: E402
@@ -56,7 +56,7 @@ def timed(fn) -> tuple[float, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--checkpoint", default=str(EXPORT_CHECKPOINT), help="post-LN: HF Marian has no pre-LN")
     p.add_argument("--test", default=str(TEST), help="French<TAB>English lines")
     p.add_argument("--n", type=int, default=40, help="sentences timed at batch 1")
     p.add_argument("--lines", type=int, default=3000, help="lines translated batched")

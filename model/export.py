@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from .checkpoint import EXPORT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from .marian import require_transformers, to_hf_model, write_marian_tokenizer
 
 CT2_QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16", "float32")
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", metavar="DIR", help="output directory (created; existing files are replaced)")
     p.add_argument("--to", choices=("hf", "ct2"), required=True, help="Hugging Face Marian or CTranslate2")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="the Regard .safetensors checkpoint")
+    p.add_argument("--checkpoint", default=str(EXPORT_CHECKPOINT),
+                   help="the Regard .safetensors checkpoint, post-LN (default: the shipped post-LN model)")
     p.add_argument("--quantization", choices=CT2_QUANTIZATIONS, default=None,
                    help="CTranslate2 weight type (default: the checkpoint's float32)")
     args = p.parse_args(argv)

@@ -111,7 +111,8 @@ def _layer_table(config: ModelConfig) -> list[tuple[str, str, str | None]]:
 def marian_config_kwargs(config: ModelConfig) -> dict:
     """``MarianConfig`` arguments describing a Regard model (post-LN only: HF Marian has no pre-LN)."""
     if config.norm != "post":
-        raise ValueError("Hugging Face Marian is post-LN only; a pre-LN Regard model cannot be exported to it")
+        raise ValueError("Hugging Face Marian is post-LN only; a pre-LN Regard model cannot be exported to it "
+                         "(export a post-LN one, e.g. checkpoints/regard-fr-en-postln.safetensors)")
     return dict(
         vocab_size=config.src_vocab_size,
         decoder_vocab_size=config.tgt_vocab_size,

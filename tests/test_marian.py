@@ -141,6 +141,13 @@ def test_pre_ln_cannot_be_exported(tiny_tokenizer, tmp_path):
         export_hf(Checkpoint(model=model, tokenizer=tiny_tokenizer), tmp_path / "hf")
 
 
+def test_exports_default_to_the_shipped_post_ln_model():
+    from model.checkpoint import DEFAULT_CHECKPOINT, EXPORT_CHECKPOINT
+
+    assert load_checkpoint(EXPORT_CHECKPOINT).config.norm == "post"  # the default app model is pre-LN
+    assert load_checkpoint(DEFAULT_CHECKPOINT).config.norm == "pre"
+
+
 # --- import -------------------------------------------------------------------------------------------
 VARIANTS = {
     # OPUS-MT's shape: one shared vocabulary, tied output layer, swish, scaled embeddings.
