@@ -102,6 +102,8 @@ def test_late_augmentation_applies_from_its_epoch_and_cannot_rewrite_an_epoch_be
     assert epoch >= 1
     with pytest.raises(ValueError, match="epochs still to come"):  # epoch 1 has begun: its data is fixed
         train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": 1, "late_aug_rate": 2.0, "max_steps": 10}))
+    with pytest.raises(ValueError, match=">= 0"):
+        train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": epoch + 1, "late_aug_rate": -1.0, "max_steps": 10}))
     train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": epoch + 1, "late_aug_rate": 2.0, "max_steps": 10}))
     train(TrainConfig(**{**cfg.__dict__, "max_steps": 12}))  # flags left at their defaults keep the saved rate
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)

@@ -142,6 +142,8 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         cfg = dataclasses.replace(TrainConfig(**saved), time_budget_min=cfg.time_budget_min, max_steps=cfg.max_steps,
                                   device=cfg.device, threads=cfg.threads, late_aug_epoch=late[0], late_aug_rate=late[1])
         log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
+    if min(cfg.aug_rate, cfg.late_aug_rate) < 0:  # refused now, not when the late epoch begins hours later
+        raise ValueError(f"augmentation rates must be >= 0, got {cfg.aug_rate} and {cfg.late_aug_rate}")
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     torch.manual_seed(cfg.seed)
