@@ -5,7 +5,8 @@ MKL takes its transposed-B path, which for the one-row products of batch-1 decod
 dot-product kernel. Stored column-major, i.e. as a transposed view of a contiguous (in, out) tensor,
 ``W.T`` is a plain row-major matrix and MKL streams it with its vector kernel; the output projection
 also gains at the four rows of a beam. ``benchmarks/weight_layout.py`` measures the effect on whole
-translations (on the 2-core dev machine: beam 4 1.06-1.12x, greedy 1.02x). Same values, same shapes, same state-dict keys; only the strides change.
+translations (on the 2-core dev machine: beam 4 1.06-1.12x, greedy 1.02x). Same values, same
+shapes, same state-dict keys; only the strides change.
 
 Both products are exact fp32 dot products, but they sum in a different order, so the last bits of a
 logit can differ between the two layouts (how many translations change is measured, not assumed).

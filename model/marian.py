@@ -112,7 +112,7 @@ def marian_config_kwargs(config: ModelConfig) -> dict:
     """``MarianConfig`` arguments describing a Regard model (post-LN only: HF Marian has no pre-LN)."""
     if config.norm != "post":
         raise ValueError("Hugging Face Marian is post-LN only; a pre-LN Regard model cannot be exported to it "
-                         "(export a post-LN one, e.g. checkpoints/regard-fr-en-postln.safetensors)")
+                         "(export a post-LN one: the export CLI's default is the shipped post-LN model)")
     return dict(
         vocab_size=config.src_vocab_size,
         decoder_vocab_size=config.tgt_vocab_size,

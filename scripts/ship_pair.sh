@@ -6,7 +6,7 @@
 #   NORMS=pre bash scripts/ship_pair.sh                # one of the pair (two such calls can run side by
 #                                                      # side with OMP_NUM_THREADS=1 on a 2-core machine)
 # Writes checkpoints/regard-fr-en-postln.safetensors and -preln (fp16, about 19.6 MB each, so the
-# pair stays under 40 MB; the older Tatoeba-only checkpoint should then leave checkpoints/).
+# pair stays under 40 MB; model.checkpoint.DEFAULT_CHECKPOINT names the pre-LN one as the default).
 # The out-of-domain sets are scored for the cards only; selection happened on the runs' dev mix.
 # Each checkpoint gets its card next to it (scripts/model_card.py: generated from the record).
 set -euo pipefail

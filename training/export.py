@@ -1,6 +1,6 @@
 """Turn a training run into the shipped checkpoint.
 
-    python -m training.export runs/base --out checkpoints/regard-fr-en-preln.safetensors --dtype float16
+    python -m training.export runs/base --out runs/base/model.safetensors --dtype float16
     python -m training.export runs/base --average-last 3 --out ...   # mean of the last 3 snapshots
 
 Without --average-last the run's best dev-BLEU weights are exported. float16 halves the file; the
