@@ -4,6 +4,9 @@
     python -m model.export --to ct2 exports/regard-fr-en-ct2 --quantization int8
     python -m model.export --to hf DIR --checkpoint runs/base/best.safetensors
 
+--to hf exports the shipped post-LN model by default (Hugging Face Marian has no pre-LN variant);
+--to ct2 exports the app's default, pre-LN model (CTranslate2's Transformer spec has a pre-norm option).
+
 The Hugging Face directory loads with ``MarianMTModel.from_pretrained`` / ``MarianTokenizer`` (or a
 ``pipeline("translation", model=DIR)``); the CTranslate2 directory with ``ctranslate2.Translator``.
 Both need the optional ``transformers`` (and ``ctranslate2``) packages: ``pip install -r requirements-dev.txt``.
@@ -16,7 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .checkpoint import EXPORT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from .checkpoint import DEFAULT_CHECKPOINT, EXPORT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from .marian import require_transformers, to_hf_model, write_marian_tokenizer
 
 CT2_QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16", "float32")
@@ -47,7 +50,8 @@ def _ct2_loader():
             return "MarianMTModel"
 
         def get_model_spec(self, model):
-            model.config.normalize_before = False  # post-LN
+            # False for a Marian model; True for to_hf_model's pre-LN intermediate
+            model.config.normalize_before = getattr(model.config, "normalize_before", False)
             model.config.normalize_embedding = False  # no LayerNorm on the embeddings
             return super().get_model_spec(model)
 
@@ -69,20 +73,26 @@ def export_ct2(ckpt: Checkpoint, out_dir: str | Path, quantization: str | None =
     if quantization not in (None, *CT2_QUANTIZATIONS):
         raise ValueError(f"quantization must be one of {', '.join(CT2_QUANTIZATIONS)}, got {quantization!r}")
 
+    if not hasattr(ckpt.tokenizer, "model_proto"):
+        raise ValueError("this checkpoint's vocabulary is already a Marian one: convert its directory with "
+                         "ct2-transformers-converter")
+
     class Converter(ctranslate2.converters.Converter):
-        def __init__(self, hf_dir: Path) -> None:
-            self.hf_dir = str(hf_dir)
+        def __init__(self, vocab_dir: Path) -> None:
+            self.vocab_dir = str(vocab_dir)
 
         def _load(self):
-            model = transformers.MarianMTModel.from_pretrained(self.hf_dir)
+            # In memory, not through a saved Hugging Face directory: a pre-LN model's final norms exist
+            # only on this intermediate (Hugging Face Marian would drop them on loading).
+            model = to_hf_model(ckpt.model, pre_ln_for_ct2=True)
             with warnings.catch_warnings():  # "Recommended: pip install sacremoses": not needed to convert
                 warnings.simplefilter("ignore")
-                tokenizer = transformers.MarianTokenizer.from_pretrained(self.hf_dir)
+                tokenizer = transformers.MarianTokenizer.from_pretrained(self.vocab_dir)
             return _ct2_loader()(model, tokenizer)
 
     with tempfile.TemporaryDirectory() as tmp:
-        hf_dir = export_hf(ckpt, Path(tmp) / "hf")
-        Converter(hf_dir).convert(str(out_dir), quantization=quantization, force=True)
+        write_marian_tokenizer(ckpt.tokenizer, tmp)
+        Converter(Path(tmp)).convert(str(out_dir), quantization=quantization, force=True)
     return Path(out_dir)
 
 
@@ -91,15 +101,17 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", metavar="DIR", help="output directory (created; existing files are replaced)")
     p.add_argument("--to", choices=("hf", "ct2"), required=True, help="Hugging Face Marian or CTranslate2")
-    p.add_argument("--checkpoint", default=str(EXPORT_CHECKPOINT),
-                   help="the Regard .safetensors checkpoint, post-LN (default: the shipped post-LN model)")
+    p.add_argument("--checkpoint", default=None,
+                   help="the Regard .safetensors checkpoint (default: for hf the shipped post-LN model, "
+                        "for ct2 the app's default pre-LN one)")
     p.add_argument("--quantization", choices=CT2_QUANTIZATIONS, default=None,
                    help="CTranslate2 weight type (default: the checkpoint's float32)")
     args = p.parse_args(argv)
     if args.quantization and args.to != "ct2":
         p.error("--quantization applies to --to ct2 only")
     try:
-        ckpt = load_checkpoint(args.checkpoint)
+        default = EXPORT_CHECKPOINT if args.to == "hf" else DEFAULT_CHECKPOINT
+        ckpt = load_checkpoint(args.checkpoint or default)
         out = export_hf(ckpt, args.out_dir) if args.to == "hf" else export_ct2(ckpt, args.out_dir, args.quantization)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -108,11 +108,15 @@ def _layer_table(config: ModelConfig) -> list[tuple[str, str, str | None]]:
 
 
 # --- Regard -> Marian ----------------------------------------------------------------------------------
-def marian_config_kwargs(config: ModelConfig) -> dict:
-    """``MarianConfig`` arguments describing a Regard model (post-LN only: HF Marian has no pre-LN)."""
-    if config.norm != "post":
+def marian_config_kwargs(config: ModelConfig, pre_ln_for_ct2: bool = False) -> dict:
+    """``MarianConfig`` arguments describing a Regard model (post-LN only: HF Marian has no pre-LN).
+
+    ``pre_ln_for_ct2`` lets a pre-LN model through for ``to_hf_model``'s CTranslate2-only variant.
+    """
+    if config.norm != "post" and not pre_ln_for_ct2:
         raise ValueError("Hugging Face Marian is post-LN only; a pre-LN Regard model cannot be exported to it "
-                         "(export a post-LN one: the export CLI's default is the shipped post-LN model)")
+                         "(export it to CTranslate2, or export a post-LN one: the Hugging Face export's "
+                         "default is the shipped post-LN model)")
     return dict(
         vocab_size=config.src_vocab_size,
         decoder_vocab_size=config.tgt_vocab_size,
@@ -139,13 +143,21 @@ def marian_config_kwargs(config: ModelConfig) -> dict:
     )
 
 
-def regard_to_marian_state(model: Transformer) -> dict[str, torch.Tensor]:
-    """Regard weights under ``MarianMTModel`` state-dict names, hidden dims in Marian's order (fp32, CPU)."""
+def regard_to_marian_state(model: Transformer, pre_ln_for_ct2: bool = False) -> dict[str, torch.Tensor]:
+    """Regard weights under ``MarianMTModel`` state-dict names, hidden dims in Marian's order (fp32, CPU).
+
+    A pre-LN model (``pre_ln_for_ct2``) adds its final norms as ``model.{encoder,decoder}.layer_norm``:
+    names HF Marian does not have but CTranslate2's pre-norm spec reads.
+    """
     config = model.config
-    marian_config_kwargs(config)  # raises for what Marian cannot represent
+    marian_config_kwargs(config, pre_ln_for_ct2)  # raises for what Marian cannot represent
     ours = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     order = marian_order(config.d_model)
     state = {hf: _permute(ours[regard], kind, order) for regard, hf, kind in _layer_table(config)}
+    if config.norm == "pre":
+        for side in ("encoder", "decoder"):
+            for p in ("weight", "bias"):
+                state[f"model.{side}.layer_norm.{p}"] = _permute(ours[f"{side}_norm.{p}"], "vec", order)  # (D,)
     src = _permute(model.src_embedding().weight.detach().float().cpu(), "in", order)  # (Vs, D)
     tgt = _permute(model.tgt_embedding().weight.detach().float().cpu(), "in", order)  # (Vt, D)
     out = _permute(model.output_weight().detach().float().cpu(), "in", order)  # (Vt, D)
@@ -159,13 +171,22 @@ def regard_to_marian_state(model: Transformer) -> dict[str, torch.Tensor]:
     return state
 
 
-def to_hf_model(model: Transformer):
-    """A ``transformers.MarianMTModel`` computing the same function as ``model`` (eval mode, fp32)."""
+def to_hf_model(model: Transformer, pre_ln_for_ct2: bool = False):
+    """A ``transformers.MarianMTModel`` computing the same function as ``model`` (eval mode, fp32).
+
+    With ``pre_ln_for_ct2`` a pre-LN model becomes a Marian model that carries its final norms as
+    extra ``layer_norm`` modules and ``config.normalize_before = True``: Hugging Face ignores both (so
+    the model is only an intermediate, never saved), CTranslate2's converter reads both.
+    """
     transformers = require_transformers()
     config = model.config
-    hf_config = transformers.MarianConfig(**marian_config_kwargs(config))
+    hf_config = transformers.MarianConfig(**marian_config_kwargs(config, pre_ln_for_ct2))
     hf = transformers.MarianMTModel(hf_config)
-    missing, unexpected = hf.load_state_dict(regard_to_marian_state(model), strict=False)
+    if config.norm == "pre":
+        hf.config.normalize_before = True
+        hf.model.encoder.layer_norm = torch.nn.LayerNorm(config.d_model)
+        hf.model.decoder.layer_norm = torch.nn.LayerNorm(config.d_model)
+    missing, unexpected = hf.load_state_dict(regard_to_marian_state(model, pre_ln_for_ct2), strict=False)
     # Only the position tables (computed, not stored) may be left out.
     missing = [k for k in missing if not k.endswith("embed_positions.weight")]
     if missing or unexpected:

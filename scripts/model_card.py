@@ -98,6 +98,9 @@ def card(path: Path) -> str:
                 f"| wall time, throughput | {rec['wall_time_min']} min, {rec['target_tokens_per_s']:,} target tokens/s |",
                 f"| hardware | {rec.get('hardware')}, torch {rec.get('torch')}, {rec.get('date')} |",
                 f"| exported | {', '.join(rec['averaged']) + ' averaged' if rec.get('averaged') else 'best dev weights'} |"]
+        if rec.get("average_selection"):
+            out.append("| average chosen on the dev mix | " + ", ".join(
+                f"last {t['average_last']}: {t['bleu']:.2f}" for t in rec["average_selection"]) + " |")
         hist = rec.get("dev_history", [])
         if hist:
             pick = hist if len(hist) <= 10 else [hist[round(i * (len(hist) - 1) / 9)] for i in range(10)]

@@ -26,11 +26,10 @@ TOL = 1e-4
 FRENCH = [fr for fr, _ in tiny_pairs(8, seed=7)] + ["Le chien mange une pomme sur la plage."]
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_tokenizer):
+def train_tiny(tiny_tokenizer, norm: str) -> Transformer:
     """A tiny Regard model after 40 Adam steps on the made-up pairs, so its greedy output is not noise."""
     torch.manual_seed(0)
-    model = Transformer(tiny_config(tiny_tokenizer.vocab_size, dropout=0.0))
+    model = Transformer(tiny_config(tiny_tokenizer.vocab_size, dropout=0.0, norm=norm))
     pairs = tiny_pairs(48, seed=1)
     src = [tiny_tokenizer.encode(fr) + [3] for fr, _ in pairs]
     tgt = [[2] + tiny_tokenizer.encode(en) + [3] for _, en in pairs]
@@ -44,6 +43,16 @@ def trained(tiny_tokenizer):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_tokenizer):
+    return train_tiny(tiny_tokenizer, "post")
+
+
+@pytest.fixture(scope="module")
+def trained_pre(tiny_tokenizer):
+    return train_tiny(tiny_tokenizer, "pre")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +102,21 @@ def test_hf_export_reproduces_regard(trained, tiny_tokenizer, exports):
 
 
 def test_ct2_export_reproduces_regard(trained, tiny_tokenizer, exports):
-    translator = ctranslate2.Translator(str(exports[1]), device="cpu")
+    assert_ct2_reproduces(exports[1], trained, tiny_tokenizer)
+
+
+def test_ct2_export_of_a_pre_ln_model_reproduces_regard(trained_pre, tiny_tokenizer, tmp_path):
+    from model.checkpoint import Checkpoint
+
+    out = export_ct2(Checkpoint(model=trained_pre, tokenizer=tiny_tokenizer), tmp_path / "ct2-pre")
+    assert json.loads((out / "config.json").read_text())["decoder_start_token"] == "<s>"
+    assert_ct2_reproduces(out, trained_pre, tiny_tokenizer)
+
+
+def assert_ct2_reproduces(ct2_dir, trained, tiny_tokenizer) -> None:
+    """CTranslate2's greedy output equals Regard's on FRENCH, and its log-probabilities match ours."""
+    translator = ctranslate2.Translator(str(ct2_dir), device="cpu")
+    lengths = set()
     for text in FRENCH:
         ids = source_ids(trained, tiny_tokenizer, text)
         ours = regard_greedy(trained, ids)
@@ -106,6 +129,8 @@ def test_ct2_export_reproduces_regard(trained, tiny_tokenizer, exports):
         logp = teacher_forced_logits(trained, ids, ours).log_softmax(-1)  # (T+1, V)
         ours_logp = logp.gather(1, torch.tensor(ours + [3])[:, None])[:, 0]
         assert torch.allclose(torch.tensor(scored.log_probs), ours_logp, atol=TOL)
+        lengths.add(len(ours))
+    assert len(lengths) > 1  # the trained model gives outputs of several lengths, not one repeated token
 
 
 def test_ct2_int8_export_is_smaller_and_translates(trained, tiny_tokenizer, exports):
@@ -133,19 +158,27 @@ def test_export_cli_and_reimport(tiny_checkpoint, tmp_path):
     assert diff.abs().max() < TOL
 
 
-def test_pre_ln_cannot_be_exported(tiny_tokenizer, tmp_path):
+def test_pre_ln_cannot_be_exported_to_hugging_face(tiny_tokenizer, tmp_path):
     from model.checkpoint import Checkpoint
 
     model = Transformer(tiny_config(tiny_tokenizer.vocab_size, norm="pre")).eval()
-    with pytest.raises(ValueError, match="post-LN"):
+    with pytest.raises(ValueError, match="post-LN only.*CTranslate2"):
         export_hf(Checkpoint(model=model, tokenizer=tiny_tokenizer), tmp_path / "hf")
+    assert not (tmp_path / "hf" / "config.json").exists()
 
 
-def test_exports_default_to_the_shipped_post_ln_model():
+def test_exports_default_to_the_shipped_post_ln_model_for_hf_and_the_app_default_for_ct2(tmp_path):
     from model.checkpoint import DEFAULT_CHECKPOINT, EXPORT_CHECKPOINT
+    from model.export import main
 
     assert load_checkpoint(EXPORT_CHECKPOINT).config.norm == "post"  # the default app model is pre-LN
-    assert load_checkpoint(DEFAULT_CHECKPOINT).config.norm == "pre"
+    default = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert default.config.norm == "pre"
+    assert main(["--to", "ct2", str(tmp_path / "ct2")]) == 0  # no --checkpoint: the app's pre-LN model
+    ids = source_ids(default.model, default.tokenizer, "Mon frère aîné travaille dans un hôpital à Lyon.")
+    hyp = ctranslate2.Translator(str(tmp_path / "ct2")).translate_batch(
+        [default.tokenizer.pieces(ids)], beam_size=1, suppress_sequences=[["<pad>"], ["<s>"]])[0].hypotheses[0]
+    assert hyp == default.tokenizer.pieces(regard_greedy(default.model, ids))
 
 
 # --- import -------------------------------------------------------------------------------------------

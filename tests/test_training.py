@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,11 +62,15 @@ def test_resume_continues_the_same_weights(run_dir):
     assert not torch.equal(first["model"][name], resumed["model"][name])  # training went on from there
 
 
+def run_export(run: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.export", str(run), "--out", str(out), *flags],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
 def test_export_and_evaluate_entry_points(run_dir, tmp_path):
     out, _ = run_dir
     shipped = tmp_path / "shipped.safetensors"
-    res = subprocess.run([sys.executable, "-m", "training.export", str(out), "--out", str(shipped),
-                          "--average-last", "2", "--dtype", "float16"], cwd=ROOT, capture_output=True, text=True)
+    res = run_export(out, shipped, "--average-last", "2", "--dtype", "float16")
     assert res.returncode == 0, res.stderr
     ckpt = load_checkpoint(shipped)
     assert ckpt.training["averaged"] == ["step000012.safetensors", "step000020.safetensors"]
@@ -82,6 +87,28 @@ def test_export_and_evaluate_entry_points(run_dir, tmp_path):
     expected = score(own, refs)
     assert (result["bleu"], result["chrf"]) == (pytest.approx(expected.bleu, abs=0.01), pytest.approx(expected.chrf, abs=0.01))
     assert load_checkpoint(shipped).training["scores"]["own"]["bleu"] == result["bleu"]
+
+
+def test_export_selects_the_average_on_the_dev_mix(run_dir, tmp_path):
+    out, _ = run_dir
+    shipped = tmp_path / "chosen.safetensors"
+    res = run_export(out, shipped, "--average-best-of", "2", "--dtype", "float16")
+    assert res.returncode == 0, res.stderr
+    record = load_checkpoint(shipped).training
+    tried = record["average_selection"]
+    assert [t["average_last"] for t in tried] == [1, 2]
+    chosen = max(tried, key=lambda t: t["bleu"])  # the first of equals, as the export keeps it
+    assert len(record["averaged"]) == chosen["average_last"]
+    assert record["averaged"][-1] == "step000020.safetensors"
+
+
+def test_export_refuses_two_averaging_flags_and_missing_snapshots(run_dir, tmp_path):
+    out, _ = run_dir
+    for flags, reason in ((["--average-last", "2", "--average-best-of", "2"], "not both"),
+                          (["--average-best-of", "3"], "2 snapshots, 3 asked")):
+        res = run_export(out, tmp_path / "x.safetensors", *flags)
+        assert res.returncode == 2 and reason in res.stderr and "Traceback" not in res.stderr
+        assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_metrics_score_known_pairs():

@@ -2,8 +2,11 @@
 
     python -m training.export runs/base --out runs/base/model.safetensors --dtype float16
     python -m training.export runs/base --average-last 3 --out ...   # mean of the last 3 snapshots
+    python -m training.export runs/base --average-best-of 4 --out ...  # the mean of the last 1..4
+                                                                       # that scores best on the dev mix
 
-Without --average-last the run's best dev-BLEU weights are exported. float16 halves the file; the
+Without either flag the run's best dev-BLEU weights are exported. --average-best-of scores each mean
+after rounding it to --dtype (what ships) on the run's own dev sets and limit, never on a test set. float16 halves the file; the
 weights are loaded back as float32, so evaluate the exported file, not the run's.
 """
 from __future__ import annotations
@@ -30,19 +33,60 @@ def average_checkpoints(paths: list[Path]):
     return base
 
 
+def last_snapshots(run_dir: Path, n: int) -> list[Path]:
+    """The run's last ``n`` snapshots, oldest first; ``CheckpointError`` if it has fewer."""
+    snaps = sorted((run_dir / "snapshots").glob("step*.safetensors"))[-n:]
+    if len(snaps) < n:
+        raise CheckpointError(f"{run_dir}/snapshots: {len(snaps)} snapshots, {n} asked")
+    return snaps
+
+
+def select_average(run_dir: Path, most: int, dtype: torch.dtype):
+    """Average the last k snapshots for k = 1..``most`` and keep the k with the best dev-mix BLEU.
+
+    Each candidate is rounded to ``dtype`` before it is scored, so the score is the shipped file's.
+    The dev sets and their limit come from the run's own config. Returns the checkpoint, its record
+    holding every candidate's score under ``average_selection``.
+    """
+    from .data import parse_sources, read_pairs
+    from .loop import evaluate_dev
+
+    snaps = last_snapshots(run_dir, most)
+    cfg = load_checkpoint(snaps[-1]).training.get("train_config") or {}
+    if not cfg.get("dev_path"):
+        raise CheckpointError(f"{snaps[-1]}: its record names no dev sets to select on")
+    dev = {s.name: read_pairs(s.path)[: cfg.get("dev_limit") or None] for s in parse_sources(cfg["dev_path"])}
+    best, tried = None, []
+    for k in range(1, most + 1):
+        ckpt = average_checkpoints(snaps[-k:])
+        state = ckpt.model.state_dict()
+        ckpt.model.load_state_dict({n: t.to(dtype).float() for n, t in state.items()})
+        result = evaluate_dev(ckpt.model, ckpt.tokenizer, dev)
+        tried.append({"average_last": k, "bleu": result["bleu"], "chrf": result["chrf"]})
+        print(f"mean of the last {k}: dev BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f}", flush=True)
+        if best is None or result["bleu"] > best[1]:
+            best = (ckpt, result["bleu"])
+    ckpt = best[0]
+    ckpt.training = dict(ckpt.training, average_selection=tried)
+    return ckpt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--average-last", type=int, default=0, help="average the last N snapshots instead of best")
+    p.add_argument("--average-best-of", type=int, default=0, metavar="N",
+                   help="average the last k snapshots for the k in 1..N with the best dev-mix BLEU")
     p.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     args = p.parse_args(argv)
     try:
-        if args.average_last:
-            snaps = sorted((args.run_dir / "snapshots").glob("step*.safetensors"))[-args.average_last :]
-            if len(snaps) < args.average_last:
-                raise CheckpointError(f"{args.run_dir}/snapshots: {len(snaps)} snapshots, {args.average_last} asked")
-            ckpt = average_checkpoints(snaps)
+        if args.average_last and args.average_best_of:
+            raise CheckpointError("give --average-last or --average-best-of, not both")
+        if args.average_best_of:
+            ckpt = select_average(args.run_dir, args.average_best_of, DTYPES[args.dtype])
+        elif args.average_last:
+            ckpt = average_checkpoints(last_snapshots(args.run_dir, args.average_last))
         else:
             ckpt = load_checkpoint(args.run_dir / "best.safetensors")
     except CheckpointError as exc:

@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  dev @ step {h['step']:>5} ({h['minutes']:>5} min): BLEU {h['bleu']:5.2f} chrF {h['chrf']:5.2f}")
     if rec.get("averaged"):
         print(f"averaged        {', '.join(rec['averaged'])}")
+    for t in rec.get("average_selection", []):
+        print(f"  mean of the last {t['average_last']}: dev BLEU {t['bleu']:5.2f} chrF {t['chrf']:5.2f}")
     for name, s in rec.get("scores", {}).items():
         if "copied" in s:  # training.name_copy
             kinds = ", ".join(f"{k} {v}%" for k, v in s.get("by_kind", {}).items())
