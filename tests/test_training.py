@@ -105,7 +105,9 @@ def test_export_selects_the_average_on_the_dev_mix(run_dir, tmp_path):
 def test_export_refuses_two_averaging_flags_and_missing_snapshots(run_dir, tmp_path):
     out, _ = run_dir
     for flags, reason in ((["--average-last", "2", "--average-best-of", "2"], "not both"),
-                          (["--average-best-of", "3"], "2 snapshots, 3 asked")):
+                          (["--average-best-of", "3"], "2 snapshots, 3 asked"),
+                          (["--average-best-of", "0"], "must be at least 1"),
+                          (["--average-last", "-1"], "must be at least 1")):
         res = run_export(out, tmp_path / "x.safetensors", *flags)
         assert res.returncode == 2 and reason in res.stderr and "Traceback" not in res.stderr
         assert not (tmp_path / "x.safetensors").exists()

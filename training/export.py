@@ -6,8 +6,9 @@
                                                                        # that scores best on the dev mix
 
 Without either flag the run's best dev-BLEU weights are exported. --average-best-of scores each mean
-after rounding it to --dtype (what ships) on the run's own dev sets and limit, never on a test set. float16 halves the file; the
-weights are loaded back as float32, so evaluate the exported file, not the run's.
+after rounding it to --dtype (what ships) on the run's own dev sets and limit, never on a test set.
+float16 halves the file; the weights are loaded back as float32, so evaluate the exported file, not
+the run's.
 """
 from __future__ import annotations
 
@@ -71,12 +72,19 @@ def select_average(run_dir: Path, most: int, dtype: torch.dtype):
     return ckpt
 
 
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--average-last", type=int, default=0, help="average the last N snapshots instead of best")
-    p.add_argument("--average-best-of", type=int, default=0, metavar="N",
+    p.add_argument("--average-last", type=_count, default=0, help="average the last N snapshots instead of best")
+    p.add_argument("--average-best-of", type=_count, default=0, metavar="N",
                    help="average the last k snapshots for the k in 1..N with the best dev-mix BLEU")
     p.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     args = p.parse_args(argv)
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             ckpt = average_checkpoints(last_snapshots(args.run_dir, args.average_last))
         else:
             ckpt = load_checkpoint(args.run_dir / "best.safetensors")
-    except CheckpointError as exc:
+    except (CheckpointError, OSError) as exc:  # OSError: a dev set named in the record is missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
     record = dict(ckpt.training, exported_dtype=args.dtype)
