@@ -29,6 +29,10 @@ def test_sanity_accepts_variants_and_refuses_wrong_translations():
     result = check(bad)
     assert result["correct"] == 4 and result["total"] == 6
     assert [r["correct"] for r in result["sentences"]][:1] == [False]
+    asleep = dict(good, **{"Le chat dort sur le canapé.": "The cat is asleep on the couch."})
+    assert check(asleep)["correct"] == 6
+    awake = dict(good, **{"Le chat dort sur le canapé.": "The cat is awake on the couch."})
+    assert check(awake)["correct"] == 5
 
 
 def test_card_marks_each_bar_from_the_record(tiny_model, tiny_tokenizer, tmp_path):

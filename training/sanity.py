@@ -20,7 +20,7 @@ import torch
 # French -> accepted English (a full match of the regular expression, case-sensitive)
 SENTENCES: dict[str, str] = {
     "Je mange une pomme.": r"I(?: eat|'m eating| am eating) an apple\.",
-    "Le chat dort sur le canapé.": r"The cat(?: sleeps|'s sleeping| is sleeping) on the (?:couch|sofa)\.",
+    "Le chat dort sur le canapé.": r"The cat(?: sleeps|'s sleeping| is sleeping|'s asleep| is asleep) on the (?:couch|sofa)\.",
     "Il fait très beau aujourd'hui.":
         r"(?:It's|It is|The weather(?:'s| is)) (?:very|really) (?:nice|beautiful|fine|good|lovely)(?: weather)? today\."
         r"|It's a (?:very|really) (?:nice|beautiful|fine|lovely) day(?: today)?\.",
