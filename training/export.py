@@ -13,25 +13,30 @@ the run's.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from model.device import DTYPES
 
 
-def average_checkpoints(paths: list[Path]):
-    """Load each checkpoint and average their weights; config and tokenizer come from the last one."""
-    ckpts = [load_checkpoint(p) for p in paths]
+def mean_checkpoint(ckpts: list[Checkpoint], names: list[str]) -> Checkpoint:
+    """A new checkpoint holding the mean of ``ckpts``' weights (they are left as they are); config and
+    tokenizer come from the last one, ``names`` go into its record as ``averaged``."""
     base = ckpts[-1]
-    state = base.model.state_dict()
-    for name in state:
-        state[name] = torch.stack([c.model.state_dict()[name].float() for c in ckpts]).mean(0)
-    base.model.load_state_dict(state)
-    base.training = dict(base.training, averaged=[p.name for p in paths])
-    return base
+    model = copy.deepcopy(base.model)
+    model.load_state_dict({name: torch.stack([c.model.state_dict()[name].float() for c in ckpts]).mean(0)
+                           for name in base.model.state_dict()})
+    return Checkpoint(model=model, tokenizer=base.tokenizer, training=dict(base.training, averaged=names),
+                      path=base.path)
+
+
+def average_checkpoints(paths: list[Path]) -> Checkpoint:
+    """Load each checkpoint and average their weights; config and tokenizer come from the last one."""
+    return mean_checkpoint([load_checkpoint(p) for p in paths], [p.name for p in paths])
 
 
 def last_snapshots(run_dir: Path, n: int) -> list[Path]:
@@ -53,13 +58,14 @@ def select_average(run_dir: Path, most: int, dtype: torch.dtype):
     from .loop import evaluate_dev
 
     snaps = last_snapshots(run_dir, most)
-    cfg = load_checkpoint(snaps[-1]).training.get("train_config") or {}
+    loaded = [load_checkpoint(p) for p in snaps]  # once each: the candidates share them
+    cfg = loaded[-1].training.get("train_config") or {}
     if not cfg.get("dev_path"):
         raise CheckpointError(f"{snaps[-1]}: its record names no dev sets to select on")
     dev = {s.name: read_pairs(s.path)[: cfg.get("dev_limit") or None] for s in parse_sources(cfg["dev_path"])}
     best, tried = None, []
     for k in range(1, most + 1):
-        ckpt = average_checkpoints(snaps[-k:])
+        ckpt = mean_checkpoint(loaded[-k:], [p.name for p in snaps[-k:]])
         state = ckpt.model.state_dict()
         ckpt.model.load_state_dict({n: t.to(dtype).float() for n, t in state.items()})
         result = evaluate_dev(ckpt.model, ckpt.tokenizer, dev)
