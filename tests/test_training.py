@@ -146,3 +146,23 @@ def test_bad_training_file_names_the_line(tmp_path):
     bad.write_text("Bonjour.\tHello.\nno tab here\n", encoding="utf-8")
     with pytest.raises(ValueError, match="bad.tsv:2"):
         read_pairs(bad)
+
+
+def test_resume_takes_bookkeeping_from_the_command_line_and_refuses_a_new_recipe(tmp_path):
+    cfg = TrainConfig(
+        train_path=write_tsv(tmp_path / "train.tsv", tiny_pairs(200, seed=1)),
+        dev_path=write_tsv(tmp_path / "dev.tsv", tiny_pairs(10, seed=2)),
+        out_dir=str(tmp_path / "run"), vocab_size=96, d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1,
+        d_ff=32, max_positions=64, max_tokens=300, warmup_steps=2, max_steps=4, log_every=2,
+        eval_every_min=100, save_every_min=100, keep_snapshots=1,
+    )
+    train(cfg, command="pytest")
+    snaps = tmp_path / "run" / "snapshots"
+    assert len(list(snaps.glob("*.safetensors"))) == 1
+    with pytest.raises(ValueError, match=r"keeps its recipe: --d-model 32 \(the run has 16\)"):
+        train(TrainConfig(**{**cfg.__dict__, "d_model": 32, "max_steps": 6}))
+    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 3, "max_steps": 6}))  # bookkeeping: taken on resume
+    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 3, "max_steps": 8}))
+    assert sorted(p.name for p in snaps.glob("*.safetensors")) == [
+        "step000004.safetensors", "step000006.safetensors", "step000008.safetensors"]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_config"]["keep_snapshots"] == 3

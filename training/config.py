@@ -53,3 +53,9 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True  # autocast matmuls to bfloat16 (CPU with AVX-512 bf16, or CUDA)
     threads: int = 0  # torch CPU threads, 0 = leave torch's default
+
+
+# What a resumed run takes from the command line: its budget, bookkeeping and hardware. Everything
+# else is the recipe, which stays the run's own (training.loop refuses a recipe flag that differs).
+RESUME_FROM_COMMAND_LINE = ("time_budget_min", "max_steps", "log_every", "eval_every_min", "save_every_min",
+                            "keep_snapshots", "device", "threads")

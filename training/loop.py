@@ -23,7 +23,7 @@ from model.device import pick_device
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
-from .config import TrainConfig
+from .config import RESUME_FROM_COMMAND_LINE, TrainConfig
 from .augment import augment
 from .data import (EncodedPairs, collate, encode_kept, encode_pairs, epoch_indices, make_batches, parse_sources,
                    read_pairs, subset)
@@ -139,8 +139,16 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         if late != kept and any(0 < e <= state["epoch"] for e in (late[0], kept[0])):
             raise ValueError(f"cannot change the late augmentation from {kept} to {late}: the run is in epoch "
                              f"{state['epoch']}, and a resumed run may only change epochs still to come")
-        cfg = dataclasses.replace(TrainConfig(**saved), time_budget_min=cfg.time_budget_min, max_steps=cfg.max_steps,
-                                  device=cfg.device, threads=cfg.threads, late_aug_epoch=late[0], late_aug_rate=late[1])
+        # The recipe stays the run's own; a recipe flag that asks for something else is refused, not ignored.
+        default = TrainConfig()
+        clashes = [f"--{name.replace('_', '-')} {value} (the run has {saved[name]})"
+                   for name, value in dataclasses.asdict(cfg).items()
+                   if name not in RESUME_FROM_COMMAND_LINE + ("late_aug_epoch", "late_aug_rate", "out_dir")
+                   and name in saved and value != saved[name] and value != getattr(default, name)]
+        if clashes:
+            raise ValueError(f"a resumed run keeps its recipe: {', '.join(clashes)}")
+        cfg = dataclasses.replace(TrainConfig(**saved), **{name: getattr(cfg, name) for name in RESUME_FROM_COMMAND_LINE},
+                                  late_aug_epoch=late[0], late_aug_rate=late[1])
         log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
     if min(cfg.aug_rate, cfg.late_aug_rate) < 0:  # refused now, not when the late epoch begins hours later
         raise ValueError(f"augmentation rates must be >= 0, got {cfg.aug_rate} and {cfg.late_aug_rate}")
