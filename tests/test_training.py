@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,10 @@ def test_resume_takes_bookkeeping_from_the_command_line_and_refuses_a_new_recipe
     assert len(list(snaps.glob("*.safetensors"))) == 1
     with pytest.raises(ValueError, match=r"keeps its recipe: --d-model 32 \(the run has 16\)"):
         train(TrainConfig(**{**cfg.__dict__, "d_model": 32, "max_steps": 6}))
-    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 3, "max_steps": 6}))  # bookkeeping: taken on resume
+    with pytest.raises(ValueError, match=r"--train-path .*:2 \(the run has"):
+        train(TrainConfig(**{**cfg.__dict__, "train_path": cfg.train_path + ":2", "max_steps": 6}))
+    relative = os.path.relpath(cfg.train_path)  # the same file named another way is the same recipe
+    train(TrainConfig(**{**cfg.__dict__, "train_path": relative, "keep_snapshots": 3, "max_steps": 6}))
     train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 3, "max_steps": 8}))
     assert sorted(p.name for p in snaps.glob("*.safetensors")) == [
         "step000004.safetensors", "step000006.safetensors", "step000008.safetensors"]

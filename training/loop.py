@@ -101,6 +101,15 @@ def evaluate_dev(model: Transformer, tok: Tokenizer, dev: dict[str, list[tuple[s
     return result
 
 
+def same_setting(name: str, a, b) -> bool:
+    """Whether two values of a ``TrainConfig`` field ask for the same run: data files are compared as the
+    files they name (a run started as ``../shared/data/x.tsv`` may resume as ``/work/shared/data/x.tsv``)."""
+    if name in ("train_path", "dev_path"):
+        return [(os.path.realpath(s.path), s.weight) for s in parse_sources(a)] == \
+               [(os.path.realpath(s.path), s.weight) for s in parse_sources(b)]
+    return a == b
+
+
 def aug_rate_for(cfg: TrainConfig, epoch: int) -> float:
     """The augmentation rate of ``epoch``: ``late_aug_rate`` from ``late_aug_epoch`` on, if set."""
     return cfg.late_aug_rate if 0 < cfg.late_aug_epoch <= epoch else cfg.aug_rate
@@ -144,7 +153,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         clashes = [f"--{name.replace('_', '-')} {value} (the run has {saved[name]})"
                    for name, value in dataclasses.asdict(cfg).items()
                    if name not in RESUME_FROM_COMMAND_LINE + ("late_aug_epoch", "late_aug_rate", "out_dir")
-                   and name in saved and value != saved[name] and value != getattr(default, name)]
+                   and name in saved and value != getattr(default, name) and not same_setting(name, value, saved[name])]
         if clashes:
             raise ValueError(f"a resumed run keeps its recipe: {', '.join(clashes)}")
         cfg = dataclasses.replace(TrainConfig(**saved), **{name: getattr(cfg, name) for name in RESUME_FROM_COMMAND_LINE},
