@@ -166,7 +166,7 @@ def test_resume_takes_bookkeeping_from_the_command_line_and_refuses_a_new_recipe
         train(TrainConfig(**{**cfg.__dict__, "train_path": cfg.train_path + ":2", "max_steps": 6}))
     relative = os.path.relpath(cfg.train_path)  # the same file named another way is the same recipe
     train(TrainConfig(**{**cfg.__dict__, "train_path": relative, "keep_snapshots": 3, "max_steps": 6}))
-    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 3, "max_steps": 8}))
+    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 4, "max_steps": 8}))  # left at its default: the run's 3
     assert sorted(p.name for p in snaps.glob("*.safetensors")) == [
         "step000004.safetensors", "step000006.safetensors", "step000008.safetensors"]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_config"]["keep_snapshots"] == 3

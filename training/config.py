@@ -55,7 +55,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads, 0 = leave torch's default
 
 
-# What a resumed run takes from the command line: its budget, bookkeeping and hardware. Everything
-# else is the recipe, which stays the run's own (training.loop refuses a recipe flag that differs).
-RESUME_FROM_COMMAND_LINE = ("time_budget_min", "max_steps", "log_every", "eval_every_min", "save_every_min",
-                            "keep_snapshots", "device", "threads")
+# What a resumed run takes from the command line: its budget and hardware always, its bookkeeping when
+# the flag is given (left at its default, the run's own value stays). Everything else is the recipe,
+# which stays the run's own (training.loop refuses a recipe flag that differs).
+RESUME_FROM_COMMAND_LINE = ("time_budget_min", "max_steps", "device", "threads")
+RESUME_BOOKKEEPING = ("log_every", "eval_every_min", "save_every_min", "keep_snapshots")

@@ -23,7 +23,7 @@ from model.device import pick_device
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
-from .config import RESUME_FROM_COMMAND_LINE, TrainConfig
+from .config import RESUME_BOOKKEEPING, RESUME_FROM_COMMAND_LINE, TrainConfig
 from .augment import augment
 from .data import (EncodedPairs, collate, encode_kept, encode_pairs, epoch_indices, make_batches, parse_sources,
                    read_pairs, subset)
@@ -152,12 +152,13 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
         default = TrainConfig()
         clashes = [f"--{name.replace('_', '-')} {value} (the run has {saved[name]})"
                    for name, value in dataclasses.asdict(cfg).items()
-                   if name not in RESUME_FROM_COMMAND_LINE + ("late_aug_epoch", "late_aug_rate", "out_dir")
+                   if name not in RESUME_FROM_COMMAND_LINE + RESUME_BOOKKEEPING + ("late_aug_epoch", "late_aug_rate", "out_dir")
                    and name in saved and value != getattr(default, name) and not same_setting(name, value, saved[name])]
         if clashes:
             raise ValueError(f"a resumed run keeps its recipe: {', '.join(clashes)}")
+        given = {name: getattr(cfg, name) for name in RESUME_BOOKKEEPING if getattr(cfg, name) != getattr(default, name)}
         cfg = dataclasses.replace(TrainConfig(**saved), **{name: getattr(cfg, name) for name in RESUME_FROM_COMMAND_LINE},
-                                  late_aug_epoch=late[0], late_aug_rate=late[1])
+                                  **given, late_aug_epoch=late[0], late_aug_rate=late[1])
         log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
     if min(cfg.aug_rate, cfg.late_aug_rate) < 0:  # refused now, not when the late epoch begins hours later
         raise ValueError(f"augmentation rates must be >= 0, got {cfg.aug_rate} and {cfg.late_aug_rate}")
