@@ -27,9 +27,9 @@ def mean_checkpoint(ckpts: list[Checkpoint], names: list[str]) -> Checkpoint:
     """A new checkpoint holding the mean of ``ckpts``' weights (they are left as they are); config and
     tokenizer come from the last one, ``names`` go into its record as ``averaged``."""
     base = ckpts[-1]
+    states = [c.model.state_dict() for c in ckpts]  # once each, not once per tensor
     model = copy.deepcopy(base.model)
-    model.load_state_dict({name: torch.stack([c.model.state_dict()[name].float() for c in ckpts]).mean(0)
-                           for name in base.model.state_dict()})
+    model.load_state_dict({name: torch.stack([state[name].float() for state in states]).mean(0) for name in states[-1]})
     return Checkpoint(model=model, tokenizer=base.tokenizer, training=dict(base.training, averaged=names),
                       path=base.path)
 
