@@ -2,7 +2,7 @@
 # Turn the two runs of scripts/train_pair.sh into shipped checkpoints and score them, every score
 # stored in the checkpoint's own record (shown in the app's Model tab, printed by training.record):
 #   bash scripts/ship_pair.sh [RUNS_DIR] [MOST_AVERAGED]   # ships the mean of the last k <= MOST_AVERAGED
-#                                                          # (default 4) snapshots best on the dev mix
+#                                                          # (default 6) snapshots best on the dev mix
 #   OUT=/tmp/try LIMIT=20 bash scripts/ship_pair.sh   # a quick dry run: elsewhere, 20 sentences a set
 #   NORMS=pre bash scripts/ship_pair.sh                # one of the pair (two such calls can run side by
 #                                                      # side with OMP_NUM_THREADS=1 on a 2-core machine)
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-../regard-runs}"
-AVG="${2:-4}"
+AVG="${2:-6}"
 D="${DATA:-../shared/data}"
 OUT="${OUT:-checkpoints}"
 LIMIT="${LIMIT:-}"
