@@ -105,8 +105,9 @@ def same_setting(name: str, a, b) -> bool:
     """Whether two values of a ``TrainConfig`` field ask for the same run: data files are compared as the
     files they name (a run started as ``../shared/data/x.tsv`` may resume as ``/work/shared/data/x.tsv``)."""
     if name in ("train_path", "dev_path"):
-        return [(os.path.realpath(s.path), s.weight) for s in parse_sources(a)] == \
-               [(os.path.realpath(s.path), s.weight) for s in parse_sources(b)]
+        def files(value: str) -> list[tuple[str, float]]:
+            return [(os.path.realpath(s.path), s.weight) for s in parse_sources(value)]
+        return files(a) == files(b)
     return a == b
 
 
