@@ -1,6 +1,7 @@
-"""Column-major weights (model/layout.py): same values and checkpoints, logits equal to rounding."""
+"""Column-major weights (model/layout.py): same values and checkpoints exactly, logits equal to rounding (1e-5)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -36,7 +37,11 @@ def test_loaded_checkpoints_are_column_major_and_save_back_identically(tiny_mode
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_both_layouts_give_the_same_logits_to_rounding_and_the_same_translation():
+@pytest.mark.parametrize("other_cpu", [False, True])
+def test_both_layouts_give_the_same_logits_to_rounding_and_the_same_translation(other_cpu, request):
+    """Across layouts only a tolerance holds; ``other_cpu`` makes the layouts round apart as some CPUs do."""
+    if other_cpu:
+        request.getfixturevalue("layout_rounding")
     torch.manual_seed(3)
     row = Transformer(tiny_config(40)).eval()
     col = use_column_major(Transformer(tiny_config(40)).eval())
