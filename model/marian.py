@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -24,6 +25,7 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, inference_layout
 from .config import ModelConfig
+from .tokenizer import APOSTROPHES, ELIDED_WORDS, SPACES_PATTERN, join_elision, split_elision_text
 from .transformer import Transformer
 
 # Regard activation <-> Hugging Face ACT2FN name ("swish" and "silu" are the same function there).
@@ -34,6 +36,7 @@ _FROM_HF_ACTIVATION = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": 
 # "out" = its rows write them (linear weights and biases), "vec" = a LayerNorm vector, None = untouched.
 _ATTN = [("q_proj", "in", None), ("k_proj", "in", None), ("v_proj", "in", None), ("out_proj", "out", "out")]
 _FFN = [("ffn.linear1", "fc1", "in", None), ("ffn.linear2", "fc2", "out", "out")]
+_UNICODE_SPACES = re.compile(SPACES_PATTERN)  # made plain before the elision split, as Tokenizer._prepare does
 
 
 def is_marian_dir(path: str | Path) -> bool:
@@ -195,12 +198,22 @@ def to_hf_model(model: Transformer, pre_ln_for_ct2: bool = False):
     gen.decoder_start_token_id, gen.bos_token_id = config.bos_id, config.bos_id
     gen.eos_token_id, gen.pad_token_id, gen.forced_eos_token_id = config.eos_id, config.pad_id, None
     gen.suppress_tokens = sorted({config.pad_id, config.bos_id})  # never a next token, as in Regard's search
-    gen.num_beams, gen.max_length = 1, config.max_positions
+    # Regard caps a translation at 1.5 x source + 10 tokens (model.decoding.default_max_len), a rule a
+    # generation config cannot state; the position table's limit is the faithful fixed cap. A max_length
+    # as well would make every generate() call warn that both are set.
+    gen.num_beams, gen.do_sample, gen.max_new_tokens = 1, False, config.max_positions - 1
+    gen.max_length = None
     return hf.eval()
 
 
 def write_marian_tokenizer(tokenizer, out_dir: str | Path) -> None:
-    """source.spm = target.spm = Regard's SentencePiece model; vocab.json maps each piece to Regard's id."""
+    """source.spm = target.spm = Regard's SentencePiece model; vocab.json maps each piece to Regard's id.
+
+    These are the files ``MarianTokenizer`` reads. It does not know Regard's own text preparation
+    (the French elision split), so ``tokenizer_config.json`` names the fast tokenizer of
+    :func:`write_fast_tokenizer` for ``AutoTokenizer``; ``regard_split_elision`` tells Regard's own
+    importer (``MarianVocab``) to redo the split.
+    """
     out_dir = Path(out_dir)
     for name in ("source.spm", "target.spm"):
         (out_dir / name).write_bytes(tokenizer.model_proto)
@@ -208,8 +221,195 @@ def write_marian_tokenizer(tokenizer, out_dir: str | Path) -> None:
     (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
     tok_config = {"tokenizer_class": "MarianTokenizer", "source_lang": "fr", "target_lang": "en",
                   "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>", "model_max_length": 512,
-                  "separate_vocabs": False}
+                  "separate_vocabs": False, "regard_split_elision": bool(getattr(tokenizer, "split_elision", False))}
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=1), encoding="utf-8")
+
+
+# --- Regard's tokenizer as a Hugging Face fast tokenizer (tokenizer.json) ------------------------------
+def _proto_fields(data: bytes) -> dict[int, list]:
+    """Protocol-buffer wire format -> {field number: [values]} (varints as int, length-delimited as bytes).
+
+    Enough to read a SentencePiece ModelProto's specs without the ``protobuf`` package.
+    """
+    fields: dict[int, list] = {}
+    i = 0
+
+    def varint() -> int:
+        nonlocal i
+        value = shift = 0
+        while True:
+            b = data[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value = varint()
+        elif wire == 1:
+            value, i = data[i : i + 8], i + 8
+        elif wire == 2:
+            n = varint()
+            value, i = data[i : i + n], i + n
+        elif wire == 5:
+            value, i = data[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protocol-buffer wire type {wire}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def sentencepiece_spec(model_proto: bytes) -> dict:
+    """The SentencePiece options that decide how text becomes pieces (from the ModelProto bytes)."""
+    model = _proto_fields(model_proto)
+    trainer = _proto_fields(model.get(2, [b""])[0])  # TrainerSpec
+    norm = _proto_fields(model.get(3, [b""])[0])  # NormalizerSpec
+    flag = lambda fields, n, default: bool(fields[n][-1]) if n in fields else default  # noqa: E731
+    return {
+        "model_type": {1: "unigram", 2: "bpe", 3: "word", 4: "char"}[trainer.get(3, [1])[-1]],
+        "byte_fallback": flag(trainer, 35, False),
+        "split_digits": flag(trainer, 25, False),
+        "treat_whitespace_as_suffix": flag(trainer, 24, False),
+        "normalizer": norm.get(1, [b""])[-1].decode(),
+        "precompiled_charsmap": norm.get(2, [b""])[-1],
+        "add_dummy_prefix": flag(norm, 3, True),
+        "remove_extra_whitespaces": flag(norm, 4, True),
+        "escape_whitespaces": flag(norm, 5, True),
+    }
+
+
+# Python's ``re`` classes in Oniguruma (the regex engine of ``tokenizers``), whose \w and \b differ:
+# Python's \w is letters, numbers and "_" (no combining marks); its [^\W\d_] is letters and non-decimal
+# numbers. Oniguruma's case folding also misses the Turkish dotted/dotless i that Python folds to "i".
+_WORD_CHAR = r"[\p{L}\p{N}_]"
+_LETTER = r"[\p{L}\p{Nl}\p{No}]"
+
+
+def _elided_oniguruma() -> str:
+    words = "|".join(w.replace("i", "[iİı]") for w in ELIDED_WORDS)
+    return f"(?i:{words})"
+
+
+def elision_split_oniguruma(apostrophe: str) -> str:
+    """Matches an ``apostrophe`` that :func:`model.tokenizer.split_elision_text` follows with a space."""
+    w = _elided_oniguruma()
+    not_word = _WORD_CHAR.replace("[", "[^", 1)
+    return rf"(?<=\A{w}|{not_word}{w}){apostrophe}(?={_LETTER})"
+
+
+def elision_join_oniguruma() -> str:
+    """Matches the space that :func:`model.tokenizer.join_elision` takes out."""
+    w, a = _elided_oniguruma(), f"[{APOSTROPHES}]"
+    not_word = _WORD_CHAR.replace("[", "[^", 1)
+    return rf"(?<=\A{w}{a}|{not_word}{w}{a}) (?={_LETTER})"
+
+
+def fast_tokenizer(tokenizer):
+    """A ``tokenizers.Tokenizer`` that gives Regard's source ids from raw text and Regard's text back.
+
+    Its ids are ``model.decoding.source_ids``: ``Tokenizer.encode(text.strip())`` and eos. Encoding
+    strips the text as Python does, redoes ``Tokenizer._prepare`` as normalizers (Unicode spaces made
+    plain, "l'animal" -> "l' animal"), then SentencePiece's own normalisation (its precompiled character
+    map, if any, then leading/trailing/repeated spaces removed), the "▁" word marker and the unigram
+    model with SentencePiece's scores. Control, unknown and byte pieces are never matched in text by
+    SentencePiece, so they get a score no segmentation picks. Decoding undoes the split.
+    Raises ValueError for SentencePiece options it does not reproduce (BPE, split digits, ...).
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, \
+        pre_tokenizers, processors
+
+    spec = sentencepiece_spec(tokenizer.model_proto)
+    unsupported = [k for k in ("split_digits", "treat_whitespace_as_suffix") if spec[k]] + \
+        ([] if spec["model_type"] == "unigram" else [f"model_type={spec['model_type']}"]) + \
+        ([] if spec["escape_whitespaces"] else ["escape_whitespaces=false"])
+    if unsupported:
+        raise ValueError(f"cannot write a fast tokenizer for a SentencePiece model with {', '.join(unsupported)}")
+    sp = tokenizer.sp
+    never = -1e10  # SentencePiece leaves these pieces out of its matching trie
+    vocab = [(sp.id_to_piece(i), never if (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)) else sp.get_score(i))
+             for i in range(sp.get_piece_size())]
+    tok = HFTokenizer(models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=spec["byte_fallback"]))
+
+    # Regard strips the text it translates (``source_ids``: Python's str.strip, every Unicode space).
+    py_spaces = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())  # none above U+3000
+    steps = [normalizers.Replace(Regex(f"\\A[{py_spaces}]+|[{py_spaces}]+\\z"), "")]
+    split = bool(getattr(tokenizer, "split_elision", False))
+    if split:
+        spaces = SPACES_PATTERN.encode("ascii").decode("unicode_escape")  # the class with its characters
+        steps.append(normalizers.Replace(Regex(spaces), " "))
+        steps += [normalizers.Replace(Regex(elision_split_oniguruma(a)), a + " ") for a in APOSTROPHES]
+    if spec["precompiled_charsmap"]:
+        steps.append(normalizers.Precompiled(spec["precompiled_charsmap"]))
+    if spec["remove_extra_whitespaces"]:  # SentencePiece means the plain space only (after its map)
+        steps += [normalizers.Replace(Regex(r"\A +| +\z"), ""), normalizers.Replace(Regex(" {2,}"), " ")]
+    tok.normalizer = normalizers.Sequence(steps)
+    prepend = "always" if spec["add_dummy_prefix"] else "never"
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend, split=False)
+    # The unigram model of ``tokenizers`` prices an unknown character below every piece, even the
+    # "never" ones, so typed "<0x41>" would become that byte piece ("<" being unknown). Characters that
+    # no ordinary piece contains are therefore kept from ever meeting a "never" piece (one made of known
+    # characters only always loses to them): with byte fallback each is a unit of its own (it becomes
+    # its bytes either way); without, a run of them becomes one placeholder character, which is one
+    # <unk> as SentencePiece fuses such a run into one <unk>.
+    known = {c for piece, score in vocab if score != never for c in piece} | {" "}
+    unknown = "[^" + "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in sorted(known)) + "]"
+    if spec["byte_fallback"]:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [metaspace, pre_tokenizers.Split(Regex(unknown), behavior="isolated")])
+    else:
+        placeholder = next(chr(c) for c in range(0xF0000, 0xFFFFE) if chr(c) not in known)  # private use
+        tok.normalizer = normalizers.Sequence(steps + [normalizers.Replace(Regex(unknown + "+"), placeholder)])
+        tok.pre_tokenizer = metaspace
+
+    # SentencePiece writes <unk> as " ⁇ " and drops the dummy-prefix space of the first piece only
+    # (the Metaspace decoder's rule; a Strip after Fuse would also eat a space that <unk> wrote).
+    back = [decoders.Replace(sp.id_to_piece(sp.unk_id()), " \u2047 "), decoders.ByteFallback(),
+            decoders.Metaspace(replacement="▁", prepend_scheme=prepend, split=False), decoders.Fuse()]
+    if split:
+        back.append(decoders.Replace(Regex(elision_join_oniguruma()), ""))
+    tok.decoder = decoders.Sequence(back)
+
+    # <unk> is no special token: Regard's decode keeps it (as " ⁇ "), skip_special_tokens would drop it.
+    specials = [(sp.id_to_piece(i), i) for i in (sp.pad_id(), sp.bos_id(), sp.eos_id()) if i >= 0]
+    tok.add_special_tokens([AddedToken(p, special=True, normalized=False) for p, _ in specials])
+    eos = sp.id_to_piece(sp.eos_id())
+    tok.post_processor = processors.TemplateProcessing(single=f"$A:0 {eos}:0", pair=f"$A:0 $B:1 {eos}:1",
+                                                       special_tokens=[(eos, sp.eos_id())])
+    return tok
+
+
+def write_fast_tokenizer(tokenizer, out_dir: str | Path, model_max_length: int) -> None:
+    """tokenizer.json + special_tokens_map.json; tokenizer_config.json names the fast tokenizer for AutoTokenizer.
+
+    ``MarianTokenizer.from_pretrained(out_dir)`` still works (it reads source.spm and vocab.json), but it
+    cannot redo Regard's elision split: ``AutoTokenizer`` is the one that gives Regard's ids.
+    """
+    out_dir = Path(out_dir)
+    fast_tokenizer(tokenizer).save(str(out_dir / "tokenizer.json"))
+    sp = tokenizer.sp
+    # No unk_token: transformers counts it as special and skip_special_tokens would drop the " ⁇ " that
+    # Regard's decode writes for it (MarianTokenizer and MarianVocab default to "<unk>" anyway).
+    names = {"pad_token": sp.id_to_piece(sp.pad_id()), "eos_token": sp.id_to_piece(sp.eos_id())}
+    config_path = out_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config.pop("unk_token", None)
+    config.update(names)
+    config.update({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model_max_length,
+        # Regard's decoding is exactly the tokenizer's decoder: no "clean-up" of spaces before punctuation.
+        "clean_up_tokenization_spaces": False,
+        # "</s>" typed in the text is text to Regard (SentencePiece never matches control pieces).
+        "split_special_tokens": True,
+        "padding_side": "right",
+    })
+    config_path.write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(names, indent=1, ensure_ascii=False),
+                                                     encoding="utf-8")
 
 
 # --- Marian -> Regard ----------------------------------------------------------------------------------
@@ -290,6 +490,8 @@ class MarianVocab:
         self.unk_id = self.src_vocab[options.get("unk_token", "<unk>")]
         self.pad_id, self.eos_id, self.start_id = pad_id, eos_id, start_id
         self.options: dict = {}
+        # A Regard export says whether its model reads French with elisions split (``Tokenizer._prepare``).
+        self.split_elision = bool(options.get("regard_split_elision", False))
 
     @property
     def vocab_size(self) -> int:
@@ -300,6 +502,8 @@ class MarianVocab:
         code, end = [], text.find("<<")
         if text.startswith(">>") and end != -1:
             code, text = [text[: end + 2]], text[end + 2 :]
+        if self.split_elision:
+            text = split_elision_text(_UNICODE_SPACES.sub(" ", text))
         return code + self.source.encode(text, out_type=str)
 
     def encode(self, text: str) -> list[int]:
@@ -311,7 +515,9 @@ class MarianVocab:
 
     def decode(self, ids: list[int]) -> str:
         special = (self.pad_id, self.eos_id, self.start_id)
-        return self.target.decode_pieces([self.id_to_piece[i] for i in ids if i not in special and i in self.id_to_piece])
+        pieces = [self.id_to_piece[i] for i in ids if i not in special and i in self.id_to_piece]
+        text = self.target.decode_pieces(pieces)
+        return join_elision(text) if self.split_elision else text
 
     def unknown_share(self, ids: list[int]) -> float:
         """Share of ``ids`` that are <unk> (OPUS-MT vocabularies have no byte pieces)."""

@@ -29,6 +29,12 @@ _ELISION_SPLIT = re.compile(rf"\b({_ELIDED})(['’]) (?=[^\W\d_])", re.IGNORECAS
 
 _SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
+# The same rules as data, for exports that must redo them outside Python (model/marian.py writes them
+# into a Hugging Face tokenizer.json in Oniguruma syntax, model/export.py into a CTranslate2 folder).
+ELIDED_WORDS = ("c", "d", "j", "l", "m", "n", "s", "t", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu", "presqu")
+APOSTROPHES = "'’"
+ELISION_PATTERN, ELISION_JOIN_PATTERN, SPACES_PATTERN = _ELISION.pattern, _ELISION_SPLIT.pattern, _SPACES.pattern
+
 
 def split_elision_text(text: str) -> str:
     """``"L'animal qu'il"`` -> ``"L' animal qu' il"``."""

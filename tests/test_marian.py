@@ -121,11 +121,12 @@ def assert_ct2_reproduces(ct2_dir, trained, tiny_tokenizer) -> None:
         ids = source_ids(trained, tiny_tokenizer, text)
         ours = regard_greedy(trained, ids)
         cap = default_max_len(trained, len(ids))
-        result = translator.translate_batch([tiny_tokenizer.pieces(ids)], beam_size=1, max_decoding_length=cap,
+        source = tiny_tokenizer.pieces(ids)
+        result = translator.translate_batch([source], beam_size=1, max_decoding_length=cap,
                                             suppress_sequences=[["<pad>"], ["<s>"]])[0]
         assert result.hypotheses[0] == tiny_tokenizer.pieces(ours)
         # Their log-probabilities of our tokens (then eos) against ours.
-        scored = translator.score_batch([tiny_tokenizer.pieces(ids)], [tiny_tokenizer.pieces(ours)])[0]
+        scored = translator.score_batch([source], [tiny_tokenizer.pieces(ours)])[0]
         logp = teacher_forced_logits(trained, ids, ours).log_softmax(-1)  # (T+1, V)
         ours_logp = logp.gather(1, torch.tensor(ours + [3])[:, None])[:, 0]
         assert torch.allclose(torch.tensor(scored.log_probs), ours_logp, atol=TOL)
