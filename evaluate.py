@@ -8,53 +8,68 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import torch
 
-from model.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from model import cli, limits
+from model.checkpoint import DEFAULT_CHECKPOINT
 from model.decoding import translate_batch
 from model.device import pick_device
+from model.record import store_score
 from training.data import read_pairs
 from training.metrics import score
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="python evaluate.py", description=__doc__)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--data", required=True, help="UTF-8 file of French<TAB>English lines")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--beam", type=int, default=1, help=f"beam size, 1 (greedy) to {limits.MAX_BEAM}")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are divided by length**this")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
+    p.add_argument("--limit", type=cli.count(0), default=0, help="score only the first N pairs (0 = all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--hyps", help="write the translations to this file, one per line")
     p.add_argument("--name", help="name of this score in the checkpoint's record (with --record)")
     p.add_argument("--record", action="store_true", help="store the score in the checkpoint's training record")
     p.add_argument("--int8", action="store_true", help="run the dynamically quantised int8 model (CPU only)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.int8 and args.record:
         p.error("--int8 scores are not recorded in the fp32 checkpoint; drop --record")
+    return cli.run(lambda: evaluate(args))
+
+
+def evaluate(args) -> int:
+    # everything that can be refused is refused before the first sentence is translated
+    limits.check_beam_size(args.beam)
+    limits.check_length_penalty(args.length_penalty)
+    limits.check_batch_size(args.batch_size)
+    cli.check_readable(args.data, "--data")
+    if args.hyps:
+        cli.check_writable(args.hyps, "--hyps")
     try:
-        ckpt = load_checkpoint(args.checkpoint, device=pick_device(args.device))
-        pairs = read_pairs(args.data)
-    except (CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        device = pick_device(args.device)
+    except RuntimeError:  # torch.device("bogus")
+        raise cli.CliError(f"unknown device {args.device!r}; use auto, cpu, cuda or cuda:N") from None
+    ckpt = cli.load(args.checkpoint, device=device)
+    if args.record:
+        cli.check_writable(ckpt.path, "--record: checkpoint")
+    pairs = read_pairs(args.data)
     if args.limit:
         pairs = pairs[: args.limit]
     model = ckpt.model
     if args.int8:
         from model.quantize import quantize_int8
 
-        try:
-            model = quantize_int8(model)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        model = quantize_int8(model)
     t0 = time.time()
     with torch.inference_mode():
         hyps = translate_batch(model, ckpt.tokenizer, [fr for fr, _ in pairs], beam_size=args.beam,
@@ -74,35 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         store_score(ckpt, args.name or args.data, result)
     print(json.dumps(result))
     return 0
-
-
-def store_score(ckpt: Checkpoint, name: str, result: dict) -> None:
-    """Add ``result`` to the checkpoint's record under ``scores[name]``, rewriting the file in place."""
-    store_in_record(ckpt, {"scores": {**ckpt.training.get("scores", {}), name: result}})
-    print(f"  recorded as scores[{name!r}] in {ckpt.path}")
-
-
-def store_in_record(ckpt: Checkpoint, updates: dict) -> None:
-    """Merge ``updates`` into the checkpoint's training record and rewrite the file in place; the
-    weights keep the dtype they are stored in, so their bytes (and hash) do not change."""
-    record = {**ckpt.training, **updates}
-    dtype = next(iter(ckpt.model.state_dict().values())).dtype
-    stored = _stored_dtype(ckpt.path)
-    save_checkpoint(ckpt.path, ckpt.model.cpu(), ckpt.tokenizer, record, dtype=stored or dtype)
-    ckpt.training = record
-
-
-def _stored_dtype(path) -> torch.dtype | None:
-    """The dtype the file stores its floating-point weights in, so re-saving does not change them."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        for name in f.keys():
-            t = f.get_slice(name)
-            dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(t.get_dtype())
-            if dtype is not None:
-                return dtype
-    return None
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ import dataclasses
 import shlex
 import sys
 
+from model import cli
 from training.config import TrainConfig
+from training.data import parse_sources
 from training.loop import train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.Parser(prog="python train.py", description=__doc__)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -30,15 +32,25 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(parser.parse_args(argv)))
 
 
-def main(argv: list[str] | None = None) -> None:
+def check_files(cfg: TrainConfig) -> None:
+    """Every data file readable and the run folder makeable, before hours of work depend on them."""
+    for flag, spec in (("--train-path", cfg.train_path), ("--dev-path", cfg.dev_path)):
+        for source in parse_sources(spec):
+            cli.check_readable(source.path, flag)
+    cli.check_creatable_dir(cfg.out_dir, "--out-dir")
+
+
+def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     command = "python train.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    try:
-        train(cfg, command)
-    except ValueError as exc:  # a recipe the run cannot take (e.g. rewriting an epoch already trained)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+    def work() -> int:
+        check_files(cfg)
+        train(cfg, command)  # a recipe the run cannot take (e.g. rewriting an epoch already trained): ValueError
+        return 0
+
+    return cli.run(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

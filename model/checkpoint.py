@@ -119,8 +119,10 @@ def load_checkpoint(
     tensors that fail their hash, a config out of range, or weights of other shapes than the config.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if not path.is_file():  # /dev/zero, a FIFO: reading it would never end or never parse
+        raise CheckpointError(f"{path}: not a regular file, so not a checkpoint")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

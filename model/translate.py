@@ -16,14 +16,15 @@ import argparse
 import json
 import re
 import sys
-import warnings
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import torch
 
 from . import limits
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from . import cli
+from .checkpoint import DEFAULT_CHECKPOINT
+from .cli import CliError, Parser, warn
 from viz.trace_json import trace_to_json
 
 from .decoding import trace_translation, translate_batch
@@ -36,18 +37,8 @@ BLOCK_CHARS = 1_000_000  # stdin is read, translated and written in blocks of ab
 _LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
-class CliError(Exception):
-    """Ends the CLI with ``error: <message>`` on stderr and exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own usage errors, on one line too
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m model.translate", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m model.translate", description=__doc__)
     p.add_argument("text", help="a French sentence, or '-' to read one sentence per line from standard input")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="path to a .safetensors checkpoint")
     p.add_argument("--beam", type=int, default=1, help=f"beam size, 1 (greedy) to {limits.MAX_BEAM}")
@@ -61,14 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
                    " ('-' for standard output); one sentence only")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch when reading standard input")
     return p
-
-
-def warn(message: str) -> None:
-    print(f"warning: {one_line(message)}", file=sys.stderr)
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def decode_bytes(raw: bytes) -> tuple[str, int]:
@@ -123,11 +106,7 @@ def load(args: argparse.Namespace):
         reason = str(exc) if isinstance(exc, ValueError) else f"unknown device {args.device!r}"
         raise CliError(f"{reason}; use auto, cpu, cuda or cuda:N") from None
     dtype = pick_dtype(args.dtype, device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ckpt = load_model(args.checkpoint, device=device, dtype=dtype)
-    for w in caught:
-        warn(str(w.message))
+    ckpt = cli.load(args.checkpoint, device=device, dtype=dtype)
     limits.check_max_len(args.max_len, ckpt.config.max_positions)
     return ckpt
 
@@ -233,19 +212,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (CliError, CheckpointError, InputError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # pick_dtype and other argument checks below the CLI
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader went away (| head): nothing left to say
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        return 130
+    return cli.run(lambda: run(args))  # CliError, CheckpointError, InputError, ValueError -> "error: ..."
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ checkpoint's record (``head_alignment``), where the app's alignment lens reads t
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,22 +19,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.alignment import cross_attention, head_scores, reference_alignments, word_alignment, words  # noqa: E402
-from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from model import cli  # noqa: E402
+from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from model.record import store_in_record  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tatoeba" / "train.tsv"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = cli.Parser(prog="python scripts/head_alignment.py", description=__doc__)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--data", default=str(DATA))
-    p.add_argument("--align", type=int, default=20000, help="pairs the reference aligner learns from")
-    p.add_argument("--score", type=int, default=500, help="pairs on which the heads are scored")
-    p.add_argument("--top", type=int, default=8)
+    p.add_argument("--align", type=cli.count(1), default=20000, help="pairs the reference aligner learns from")
+    p.add_argument("--score", type=cli.count(1), default=500, help="pairs on which the heads are scored")
+    p.add_argument("--top", type=cli.count(1), default=8)
     p.add_argument("--ibm1", action="store_true", help="use the built-in IBM model 1 even if eflomal is installed")
     p.add_argument("--record", action="store_true", help="store the scores in the checkpoint's training record")
-    args = p.parse_args()
-    ckpt = load_checkpoint(args.checkpoint, device="cpu")
+    args = p.parse_args(argv)
+    return cli.run(lambda: score(args))
+
+
+def score(args) -> int:
+    cli.check_readable(args.data, "--data")
+    ckpt = cli.load(args.checkpoint, device="cpu")
+    if args.record:
+        cli.check_writable(ckpt.path, "--record: checkpoint")
     model, tok = ckpt.model.float().eval(), ckpt.tokenizer
     eos = model.config.eos_id
     rows = [line.split("\t")[:2] for line in Path(args.data).read_text(encoding="utf-8").splitlines()[: args.align]]
@@ -56,8 +64,6 @@ def main() -> None:
     for f1, layer, head in ranked[: args.top]:
         print(f"  layer {layer + 1} head {head + 1}  F1 {f1:.3f}")
     if args.record:
-        from evaluate import store_in_record
-
         store_in_record(ckpt, {"head_alignment": {
             "aligner": aligner, "align_pairs": len(ids), "scored_pairs": n, "data": Path(args.data).name,
             "layer_f1": [round(float(f), 4) for f in per_layer],  # (L,) 0-based layers
@@ -65,7 +71,8 @@ def main() -> None:
             "command": "python scripts/head_alignment.py " + " ".join(sys.argv[1:]),
         }})
         print(f"recorded as head_alignment in {ckpt.path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,22 +5,22 @@
 The card is generated, not edited: architecture from the config, the training record written by
 training/loop.py, and the scores that ``evaluate.py --record``, ``training.name_copy --record``,
 ``training.sanity --record`` and ``scripts/head_alignment.py --record`` stored in the file
-(``scripts/ship_pair.sh`` runs all of them). It opens with issue 7's quality bars, each marked met
+(``scripts/ship_pair.sh`` runs all of them). It opens with the project's quality bars, each marked met
 or not from the recorded score, so a card cannot claim a bar its checkpoint does not hold.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from model import cli  # noqa: E402
+from model.checkpoint import load_checkpoint  # noqa: E402
 from model.memory import human_bytes, parameter_count  # noqa: E402
 from training.record import best_head  # noqa: E402
 
-# (score name in the record, label, bar or None for "reported") — issue 7's quality bars
+# (score name in the record, label, bar or None for "reported") — the quality bars the pair is held to
 BARS = (
     ("tatoeba_test_greedy", "Tatoeba test (3,000)", 55.0),
     ("multi30k_test2016_greedy", "Multi30k test 2016 (1,000, out of domain)", 35.0),
@@ -70,11 +70,11 @@ def card(path: Path) -> str:
     out = [f"# Regard fr→en, {cfg.norm}-LN — model card", "",
            f"`{path.as_posix()}` ({human_bytes(path.stat().st_size)}, weights stored as "
            f"{rec.get('exported_dtype', 'float32')}, loaded as float32). One of the two models of the "
-           "normalisation experiment (README): post-LN, the paper's baseline, and pre-LN, trained by "
+           "normalisation experiment (docs/experiment.md): post-LN, the paper's baseline, and pre-LN, trained by "
            "`scripts/train_pair.sh` with the same data, recipe, seed and step budget. Every figure below "
            "is in the checkpoint's own record (`python -m training.record " + path.as_posix() + "`) with "
            "the command that produced it; this card is generated from it by "
-           f"`python scripts/model_card.py {path.as_posix()}`.", "", "## Quality bars (issue 7; greedy, sacrebleu defaults)", ""]
+           f"`python scripts/model_card.py {path.as_posix()}`.", "", "## Quality bars (greedy, sacrebleu defaults)", ""]
     out += bars(rec)
     out += ["", "## Data", ""]
     if tc.get("train_path"):
@@ -138,15 +138,10 @@ def card(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python scripts/model_card.py", description=__doc__)
     p.add_argument("checkpoint", type=Path)
     args = p.parse_args(argv)
-    try:
-        print(card(args.checkpoint))
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(lambda: print(card(args.checkpoint)))
 
 
 if __name__ == "__main__":

@@ -146,3 +146,23 @@ def test_mostly_unknown_input_is_warned_about(capsys, monkeypatch, tiny_checkpoi
 def test_known_input_gives_no_warning(capsys, monkeypatch, tiny_checkpoint):
     code, out, err = cli(capsys, monkeypatch, ["--checkpoint", str(tiny_checkpoint), "--max-len", "3", "Le chat 😀 dort."])
     assert (code, err) == (0, []) and len(out) == 1
+
+
+def test_warnings_from_elsewhere_in_the_process_are_not_relayed(capsys, monkeypatch, tiny_checkpoint):
+    """A ResourceWarning raised while loading (an event loop garbage-collected there) is not the
+    checkpoint's business; the loader's own UserWarnings still are."""
+    import warnings
+
+    import model.checkpoint as checkpoint
+
+    real = checkpoint.load_model
+
+    def noisy_load(*args, **kwargs):
+        warnings.warn("unclosed event loop", ResourceWarning)
+        warnings.warn("weights are not verified", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "load_model", noisy_load)
+    code, out, err = cli(capsys, monkeypatch, ["--checkpoint", str(tiny_checkpoint), "--max-len", "3", SENTENCE])
+    assert code == 0 and len(out) == 1
+    assert err == ["warning: weights are not verified"]

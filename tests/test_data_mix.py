@@ -193,7 +193,7 @@ def test_augmentation_is_the_same_in_every_process():
 def test_record_printer_shows_name_copy_and_head_alignment(tiny_checkpoint, tmp_path, capsys):
     import shutil
 
-    from evaluate import store_in_record
+    from model.record import store_in_record
     from training import record as record_cli
 
     path = tmp_path / "m.safetensors"

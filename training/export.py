@@ -12,13 +12,13 @@ the run's.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
 
 import torch
 
+from model import cli
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from model.device import DTYPES
 
@@ -78,34 +78,30 @@ def select_average(run_dir: Path, most: int, dtype: torch.dtype):
     return ckpt
 
 
-def _count(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m training.export", description=__doc__)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--average-last", type=_count, default=0, help="average the last N snapshots instead of best")
-    p.add_argument("--average-best-of", type=_count, default=0, metavar="N",
+    p.add_argument("--average-last", type=cli.count(1), default=0, help="average the last N snapshots instead of best")
+    p.add_argument("--average-best-of", type=cli.count(1), default=0, metavar="N",
                    help="average the last k snapshots for the k in 1..N with the best dev-mix BLEU")
     p.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     args = p.parse_args(argv)
-    try:
-        if args.average_last and args.average_best_of:
-            raise CheckpointError("give --average-last or --average-best-of, not both")
-        if args.average_best_of:
-            ckpt = select_average(args.run_dir, args.average_best_of, DTYPES[args.dtype])
-        elif args.average_last:
-            ckpt = average_checkpoints(last_snapshots(args.run_dir, args.average_last))
-        else:
-            ckpt = load_checkpoint(args.run_dir / "best.safetensors")
-    except (CheckpointError, OSError) as exc:  # OSError: a dev set named in the record is missing
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.average_last and args.average_best_of:
+        p.error("give --average-last or --average-best-of, not both")
+    return cli.run(lambda: export(args))
+
+
+def export(args) -> int:
+    if not args.run_dir.is_dir():
+        raise cli.CliError(f"{args.run_dir}: no such run folder")
+    cli.check_writable(args.out, "--out", make_parents=True)  # before the averaging, which evaluates every candidate
+    if args.average_best_of:  # an OSError here: a dev set named in the record is missing
+        ckpt = select_average(args.run_dir, args.average_best_of, DTYPES[args.dtype])
+    elif args.average_last:
+        ckpt = average_checkpoints(last_snapshots(args.run_dir, args.average_last))
+    else:
+        ckpt = load_checkpoint(args.run_dir / "best.safetensors")
     record = dict(ckpt.training, exported_dtype=args.dtype)
     history = record.get("dev_history") or []
     if history:  # the evaluations are the source of truth for the best one (older runs saved it stale)

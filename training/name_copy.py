@@ -10,7 +10,6 @@ the checkpoint's record as ``scores["name_copy"]``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -19,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from model import cli
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.decoding import translate_batch
+from model.record import store_score
 
 from .augment import entity_pools
 
@@ -91,24 +95,24 @@ def copy_rates(cases: list[Case], hypotheses: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluate import store_score
-    from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
-    from model.decoding import translate_batch
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m training.name_copy", description=__doc__)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    p.add_argument("--n", type=int, default=240, help="number of sentences")
+    p.add_argument("--n", type=cli.count(1), default=240, help="number of sentences")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="where the training files are (to exclude their words)")
-    p.add_argument("--show", type=int, default=5, help="print this many failures")
+    p.add_argument("--show", type=cli.count(0), default=5, help="print this many failures")
     p.add_argument("--record", action="store_true", help="store the score in the checkpoint's record")
     args = p.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-        exclude = _words([args.data_root / f for f in TRAIN_FILES])
-    except (CheckpointError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: run(args, argv))
+
+
+def run(args, argv: list[str] | None) -> int:
+    for f in TRAIN_FILES:
+        cli.check_readable(args.data_root / f, "--data-root: training file")
+    ckpt = cli.load(args.checkpoint)
+    if args.record:
+        cli.check_writable(ckpt.path, "--record: checkpoint")
+    exclude = _words([args.data_root / f for f in TRAIN_FILES])
     cases = build_cases(args.n, args.seed, exclude)
     with torch.inference_mode():
         hyps = translate_batch(ckpt.model, ckpt.tokenizer, [c.french for c in cases], batch_size=60)

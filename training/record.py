@@ -5,11 +5,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from model import cli
+from model.checkpoint import DEFAULT_CHECKPOINT
 from model.memory import human_bytes, parameter_count
 
 
@@ -19,15 +19,15 @@ def best_head(head_f1: list[list[float]]) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m training.record", description=__doc__)
     p.add_argument("checkpoint", nargs="?", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--json", action="store_true", help="print the whole record as JSON")
     args = p.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: show(args))
+
+
+def show(args) -> int:
+    ckpt = cli.load(args.checkpoint)
     rec = ckpt.training
     if args.json:
         print(json.dumps({"config": ckpt.config.to_dict(), "parameters": parameter_count(ckpt.model),

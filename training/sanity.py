@@ -10,12 +10,16 @@ not. ``--record`` stores the translations and the verdicts in the checkpoint's r
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 
 import torch
+
+from model import cli
+from model.checkpoint import DEFAULT_CHECKPOINT
+from model.decoding import translate_batch
+from model.record import store_in_record
 
 # French -> accepted English (a full match of the regular expression, case-sensitive)
 SENTENCES: dict[str, str] = {
@@ -41,19 +45,17 @@ def check(translations: dict[str, str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluate import store_in_record
-    from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
-    from model.decoding import translate_batch
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m training.sanity", description=__doc__)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--record", action="store_true", help="store the result in the checkpoint's record")
     args = p.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: run(args, argv))
+
+
+def run(args, argv: list[str] | None) -> int:
+    ckpt = cli.load(args.checkpoint)
+    if args.record:
+        cli.check_writable(ckpt.path, "--record: checkpoint")
     french = list(SENTENCES)
     with torch.inference_mode():
         english = translate_batch(ckpt.model, ckpt.tokenizer, french, batch_size=1)  # one at a time, as typed
