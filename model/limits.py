@@ -16,6 +16,9 @@ from .tokenizer import Tokenizer
 MAX_BEAM = 16
 MAX_SOURCE_CHARS = 1000  # one sentence as the model reads it at once
 MAX_LINE_CHARS = 100_000  # one stdin line or argument translated in pieces; beyond this it is refused
+# one app request (the text box's max length), translated in pieces like a CLI line; 3 UTF-8 bytes a
+# UTF-16 unit at most (6 for a JSON-escaped control character), so a request stays under the server's 64 KiB
+MAX_REQUEST_CHARS = 10_000
 MAX_BATCH = 4096
 MOSTLY_UNKNOWN = 0.5  # warn when more than this share of the characters is unknown to the vocabulary
 

@@ -16,8 +16,10 @@ from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
+from conftest import raw_queue_call  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.decoding import MAX_SOURCE_CHARS, InputError, trace_translation  # noqa: E402
+from model.limits import MAX_REQUEST_CHARS  # noqa: E402
 from ui import handlers, inputs, server  # noqa: E402
 from ui.texts import model_tables_html  # noqa: E402
 from viz.trace_json import check_trace_json, decode_array  # noqa: E402
@@ -76,8 +78,7 @@ TOO_MANY_TOKENS = " ".join(["le chat mange une pomme sur le canapé"] * 9)
 BAD_INPUTS = [
     ("", {}, "empty"),
     ("   \n\t ", {}, "empty"),
-    ("a" * (MAX_SOURCE_CHARS + 1), {}, f"limit is {MAX_SOURCE_CHARS}"),
-    (TOO_MANY_TOKENS, {}, "tokens long"),
+    ("a" * (MAX_REQUEST_CHARS + 1), {}, f"limit is {MAX_REQUEST_CHARS}"),
     (EXAMPLE, dict(decoding=inputs.BEAM, beam_size=4, use_cache=False), "KV cache"),
     (EXAMPLE, dict(decoding=inputs.BEAM, beam_size=9), "between 1 and 8"),
     (EXAMPLE, dict(decoding=inputs.BEAM, beam_size="four"), "beam size must be a number"),
@@ -91,7 +92,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("text,settings,reason", BAD_INPUTS, ids=[
-    "empty", "whitespace", "too-long", "too-many-tokens", "beam-without-cache", "beam-too-wide",
+    "empty", "whitespace", "too-long", "beam-without-cache", "beam-too-wide",
     "beam-not-number", "max-not-number", "max-too-big", "penalty-nan", "mode", "unknown-model", "cache-not-bool"])
 def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(client, text, settings, reason):
     assert len(TOO_MANY_TOKENS) < MAX_SOURCE_CHARS
@@ -102,20 +103,25 @@ def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(client, text, s
     assert trace["steps"] and translation == trace["translation"]
 
 
+def test_text_longer_than_the_model_reads_is_translated_in_pieces(client, app_context):
+    """Too many tokens (under the character cap) or too many characters: cut like a CLI line, nothing dropped."""
+    from model.limits import split_to_fit
+
+    tokenizer, positions = app_context.default.ckpt.tokenizer, app_context.default.ckpt.config.max_positions
+    long_text = " ".join(["Le chat mange une pomme.", "Il fait très beau.", "Nous allons à la plage."] * 70)
+    assert len(TOO_MANY_TOKENS) < MAX_SOURCE_CHARS < len(long_text) < MAX_REQUEST_CHARS
+    for text in (TOO_MANY_TOKENS, long_text):
+        english, trace = translate(client, text)
+        pieces = split_to_fit(tokenizer, text, positions)
+        assert len(pieces) > 1 and [p["source"] for p in trace["pieces"]] == pieces
+        assert " ".join(pieces) == " ".join(text.split())  # every word kept, in order
+        assert english == " ".join(p["translation"] for p in trace["pieces"])
+        assert trace["input_text"] == text and trace["source_text"] == pieces[0]
+
+
 def raw_predict(base: str, data: list) -> dict:
     """One /translate call through the queue with hand-written JSON (ASCII escapes, as any client may send)."""
-    config = json.loads(fetch(base + "config")[2])
-    fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == "translate")
-    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": "rawclient1", "event_data": None,
-                       "trigger_id": None}).encode()  # ensure_ascii: a lone surrogate travels as \ud800
-    assert fetch(base + "gradio_api/queue/join", body)[0] == 200
-    with urllib.request.urlopen(base + "gradio_api/queue/data?session_hash=rawclient1", timeout=30) as stream:
-        for line in stream:
-            if line.startswith(b"data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message["output"]
-    raise AssertionError("the stream ended without a result")
+    return raw_queue_call(base, "translate", data)
 
 
 def test_lone_surrogate_is_refused_with_text(served_app):
@@ -140,7 +146,8 @@ def test_unknown_input_is_translated_with_a_visible_warning(client):
 def test_page_plumbing_is_not_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert "/translate" in endpoints
-    private = {"/translate_example", "/open_url", "/compare_models", "/compare_cache", "/figures", "/lambda"}
+    private = {"/translate_example", "/open_url", "/start_up", "/header_for", "/compare_models", "/compare_cache",
+               "/figures", "/lambda"}
     assert not private & set(endpoints)
 
 
@@ -260,3 +267,28 @@ def test_default_checkpoints_put_the_shipped_model_first():
 
     paths = app.default_checkpoints()
     assert paths[0] == str(DEFAULT_CHECKPOINT) and DEFAULT_CHECKPOINT.exists() and len(set(paths)) == len(paths) >= 2
+
+
+def test_weights_note_states_what_was_measured_on_this_machine(served_app, app_context):
+    note = handlers.weights_note(app_context)
+    ms = app_context.warm_ms[app_context.default.name]
+    assert "usually faster" not in note and f"fp32 {ms['fp32']:.1f} ms, int8 {ms['int8']:.1f} ms" in note
+    radio = next(c for c in served_app.config["components"] if c.get("props", {}).get("elem_id") == "rg-weights")
+    assert radio["props"]["info"] == note
+
+
+def test_best_aligning_head_comes_from_the_checkpoint_record(app_context, monkeypatch):
+    lm = app_context.default
+    assert handlers.best_head(lm) is None  # the tiny checkpoint was never scored
+    record = {"head_f1": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.9, 0.2, 0.1]], "aligner": "eflomal", "scored_pairs": 500}
+    monkeypatch.setitem(lm.ckpt.training, "head_alignment", record)
+    assert handlers.best_head(lm) == {"layer": 1, "head": 1, "f1": 0.9, "aligner": "eflomal", "pairs": 500}
+    monkeypatch.setitem(lm.ckpt.training, "head_alignment", {**record, "head_f1": [[0.5] * 3]})  # another model's shape
+    assert handlers.best_head(lm) is None
+
+
+def test_every_server_event_goes_through_the_queue(served_app):
+    """ui/server.py closes /gradio_api/run/*, where Gradio posts a queue=False event: such an event would 404."""
+    deps = served_app.config["dependencies"]
+    unqueued = [(d["id"], d.get("api_name")) for d in deps if d["backend_fn"] and d["queue"] is False]
+    assert unqueued == [] and any(not d["backend_fn"] for d in deps)  # browser-only events (js) are fine

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_browser import browser, expect, page, pytestmark, url  # noqa: F401  (fixtures and skip marks)
+from test_browser import browser, expect, page, pytestmark, translate, url  # noqa: F401  (fixtures and skip marks)
 
 from model.ablation import head_mask
 from model.decoding import default_max_len, source_ids, target_ids, trace_translation
@@ -105,3 +105,31 @@ def test_ablation_grid_picks_heads_and_retranslates(page, tiny):
     expect(page.locator("#wi-abl-ablated")).to_have_text(tiny.tokenizer.decode(gen.hypotheses[0].tokens))
     expect(page.locator("#wi-grids button.wi-off")).to_have_count(2)
     expect(page.locator("#wi-abl-steps tr")).not_to_have_count(1)
+
+
+def test_what_if_opens_on_the_sentence_just_translated_and_its_model(page):
+    page.click("#rg-model input")
+    page.get_by_role("option", name="tiny-pre").click()
+    translate(page, TEXT)
+    page.get_by_role("tab", name="What if").click()
+    expect(page.locator("#wi-source textarea, #wi-source input")).to_have_value(TEXT)
+    expect(page.locator("#wi-model input")).to_have_value("tiny-pre")
+    page.fill("#wi-source textarea, #wi-source input", PAIR[0])  # changed here: kept on the next visit
+    page.get_by_role("tab", name="Translate & explore").click()
+    translate(page, PAIR[1])
+    page.get_by_role("tab", name="What if").click()
+    expect(page.locator("#wi-source textarea, #wi-source input")).to_have_value(PAIR[0])
+
+
+def test_what_if_maps_share_the_explorer_colours_with_a_bar_and_a_png_export(page):
+    open_tab(page, "Compare two sentences")
+    page.fill("#wi-text-a textarea", PAIR[0])
+    page.fill("#wi-text-b textarea", PAIR[1])
+    page.click("#wi-compare-run")
+    expect(page.locator("#wi-compare")).to_have_attribute("data-loads", "1")
+    assert page.evaluate("[0, 0.3, 0.7, 1].every((v) => whatif.shade(v) === regard.colour(v))")
+    assert page.locator("#wi-cmp-a").get_attribute("data-bar").startswith("0-")
+    assert page.locator("#wi-cmp-diff").get_attribute("data-bar") == "diverging"
+    with page.expect_download() as png:
+        page.locator("#wi-cmp-a").locator("xpath=..").locator(".wi-png").click()
+    assert png.value.suggested_filename.startswith("regard-wi-cmp-a") and png.value.suggested_filename.endswith(".png")

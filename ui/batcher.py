@@ -1,11 +1,13 @@
 """Micro-batching: translate requests that arrive while the model is busy are decoded together.
 
 No timer and no thread of its own. A request joins the pending list and waits until either a model
-slot is free (the ``InFlight`` gate: ``ctx.concurrency`` calls at once) or another request has taken
-it into a batch. Whoever gets a slot takes the oldest pending request and every pending request with
-the same batch key (up to ``max_batch``), runs them in one call and hands each its own result (or its
-own exception). At low load a request runs alone at once; under load (another call running) it
-lingers up to ``LINGER_S`` for company, and a batch holds what queued while the previous ones ran. The concurrency bound therefore counts model calls (batches), not requests.
+slot is free (the ``InFlight`` gate: ``ctx.concurrency`` calls at once; a waiting what-if call goes
+first, see ``InFlight.batch_may_take``) or another request has taken it into a batch. Whoever gets a
+slot takes the oldest pending request and every pending request with the same batch key (up to
+``max_batch``), runs them in one call and hands each its own result (or its own exception). At low
+load a request runs alone at once; under load (another call running) it lingers up to ``LINGER_S``
+for company, and a batch holds what queued while the previous ones ran. The concurrency bound
+therefore counts model calls (batches), not requests.
 
 Gradio's own ``batch=True`` was not used: one bad input in a Gradio batch fails every request in it,
 and a warning cannot be sent to just one of them.
@@ -49,7 +51,7 @@ class Batcher:
             cond.notify_all()  # a lingering batch may now be full
         while True:
             with cond:
-                cond.wait_for(lambda: job.done or (self.gate.free() and bool(self.pending)))
+                cond.wait_for(lambda: job.done or (self.gate.batch_may_take() and bool(self.pending)))
                 if job.done:
                     if job.error is not None:
                         raise job.error

@@ -1,25 +1,71 @@
-"""What the handlers share: the loaded models, a small cache of finished traces, the gate of model
-calls with its micro-batcher, and load counters.
+"""What the handlers share: the loaded models, a small cache of finished traces (bounded in bytes),
+the gate of model calls with its micro-batcher, and load counters.
 
 Nothing here is per visitor: the trace of a translation goes to the browser, so the server keeps no
-session state at all (memory per visitor is Gradio's own bookkeeping only).
+session state at all (and ``ui.server.LeanSessions`` keeps Gradio from keeping a copy per session).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import json
+import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from model.checkpoint import Checkpoint, load_model
 from model.decoding import InputError
 from model.quantize import model_weight_bytes, quantize_int8
+from model.record import public_record
 from model.transformer import Transformer
 
 from .batcher import MAX_BATCH, Batcher
 
-TRACE_CACHE_SIZE = 64  # finished traces kept for repeated requests (examples, shared links): ~30 KB each
+# finished traces kept for repeated requests (examples, shared links), bounded in bytes: a Tatoeba
+# sentence's trace is ~10-30 KB of JSON, a 1,000-character one up to ~6 MB (never kept: over a quarter)
+TRACE_CACHE_BYTES = 4 * 2**20
+TRACE_CACHE_ENTRIES = 1024
+IDLE_TRIM_S = 0.5  # after the last model call ends, wait this long (its answer is serialised and sent) before trimming
+# glibc malloc settings (mallopt numbers), unless the environment sets them: two arenas instead of 8 per
+# core for the dozens of request threads, each of which would keep its own free memory. Not set, though
+# measured: a fixed mmap threshold (MALLOC_MMAP_THRESHOLD_, or MALLOC_TRIM_THRESHOLD_, which fixes it too)
+# returns big buffers at once but maps fresh pages for every KV tensor: 12x the page faults, +20% CPU
+MALLOPT = {"MALLOC_ARENA_MAX": (-8, 2)}
+
+
+@functools.cache
+def _glibc() -> Any | None:
+    """The C library when it is glibc (has ``malloc_trim``), else None (macOS, musl: nothing to tune)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def tune_allocator() -> list[str]:
+    """Set glibc's ``MALLOPT`` (call before the server starts its threads); returns the names set.
+
+    Measured on the served app (docs/benchmarks-server.md): with glibc's defaults, 75 distinct
+    long requests leave ~550 MB more RSS than they use, all of it free heap memory that
+    ``malloc_trim`` hands back; with two arenas ~180 MB, and ``IdleTrim`` returns it once idle.
+    A setting given in the environment (``MALLOC_ARENA_MAX=4 python app.py``) is left as glibc read it.
+    """
+    libc = _glibc()
+    if libc is None:
+        return []
+    return [name for name, (param, value) in MALLOPT.items() if name not in os.environ and libc.mallopt(param, value) == 1]
+
+
+def release_free_memory() -> bool:
+    """Hand the free pages of glibc's heaps back to the OS (``malloc_trim(0)``); False where there is no glibc."""
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0))
 
 
 @dataclass
@@ -68,62 +114,147 @@ class LoadedModel:
 
 @dataclass
 class InFlight:
-    """The gate of model calls: at most ``limit`` run at once (``with in_flight:`` waits for a slot),
-    counted now and at peak (the concurrency bound, measured). A micro-batch is one call."""
+    """The gate of model calls: at most ``limit`` run at once, counted now and at peak (the concurrency
+    bound, measured). A micro-batch is one call.
+
+    Two kinds of caller: the micro-batcher (translate requests, ``Batcher.submit``) and direct calls
+    (``with in_flight:``, the what-if routes). A direct caller goes first when a slot frees, unless
+    direct calls already hold half the slots: a person exploring waits for one running call, not for
+    the whole translate backlog, and a flood of what-if calls still leaves translation half the model.
+    """
 
     limit: int = 2
     now: int = 0
     peak: int = 0
+    started: int = 0  # calls started so far (an idle period is one in which it does not change)
+    direct_waiting: int = 0  # direct callers waiting for a slot
+    direct_running: int = 0  # direct calls holding a slot
+    on_idle: Callable[[], None] | None = field(default=None, repr=False)  # called when the last running call ends
     cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def take(self) -> None:
-        """Take a slot; the caller holds ``cond`` and has seen ``free()``."""
+        """Take a slot; the caller holds ``cond`` and has seen ``free()`` (or ``batch_may_take()``)."""
         self.now += 1
+        self.started += 1
         self.peak = max(self.peak, self.now)
 
     def free(self) -> bool:
         return self.now < self.limit
 
+    def batch_may_take(self) -> bool:
+        """Whether the batcher may take a slot now (caller holds ``cond``): one is free and no direct caller has priority."""
+        return self.free() and (self.direct_waiting == 0 or self.direct_running >= max(1, self.limit // 2))
+
     def __enter__(self) -> "InFlight":
         with self.cond:
-            self.cond.wait_for(self.free)
+            self.direct_waiting += 1
+            try:
+                self.cond.wait_for(self.free)
+            finally:
+                self.direct_waiting -= 1
             self.take()
+            self.direct_running += 1
+            self.cond.notify_all()  # the batcher waits on direct_waiting too: a slot may still be free for it
         return self
 
-    def release(self) -> None:
+    def release(self, direct: bool = False) -> None:
         with self.cond:
             self.now -= 1
+            self.direct_running -= direct
             self.cond.notify_all()
+            idle = self.now == 0
+        if idle and self.on_idle is not None:
+            self.on_idle()
 
     def __exit__(self, *exc: Any) -> None:
-        self.release()
+        self.release(direct=True)
+
+
+class IdleTrim:
+    """Once model calls have stopped for ``delay_s``, hand the heap's free pages back to the OS.
+
+    A translation allocates and frees hundreds of MB of buffers of every size (per-step attention and
+    KV tensors, a trace's arrays and JSON); glibc keeps what was freed for reuse, so without this the
+    RSS after a burst of long requests stays hundreds of MB above what the process uses. Trimming
+    costs up to ~0.1 s of CPU with a lot to return, so it runs only while nothing waits for the model:
+    one daemon thread, woken by ``InFlight.release`` when the last call ends, sleeps ``delay_s`` and
+    trims if no call started meanwhile.
+    """
+
+    def __init__(self, gate: InFlight, delay_s: float = IDLE_TRIM_S) -> None:
+        self.gate, self.delay_s = gate, delay_s
+        self.trims = 0  # trims done so far
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def __call__(self) -> None:
+        """An idle period may be starting: (re)arm the trim."""
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="regard-idle-trim", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self.gate.cond:
+                started = self.gate.started
+            time.sleep(self.delay_s)
+            with self.gate.cond:
+                idle = self.gate.now == 0 and self.gate.started == started
+            if idle and release_free_memory():  # else a call is running: its release re-arms us
+                self.trims += 1
 
 
 class TraceCache:
-    """A bounded LRU of serialised traces keyed by (model, text, settings); thread-safe."""
+    """A thread-safe LRU of finished traces keyed by (model, text, settings), bounded in bytes.
 
-    def __init__(self, size: int = TRACE_CACHE_SIZE) -> None:
+    Each trace is kept as its compact JSON (``bytes``), so its size is exact and the bound holds:
+    the entries' bytes never exceed ``max_bytes``, a trace over ``max_item_bytes`` is not kept (one
+    long sentence must not push out every example), and the least recently used go first. ``get``
+    returns a fresh ``dict`` each time, which nobody can change under the cache. ``size`` bounds the
+    count as well (a guard; the bytes are the bound that matters).
+    """
+
+    def __init__(self, max_bytes: int = TRACE_CACHE_BYTES, max_item_bytes: int | None = None,
+                 size: int = TRACE_CACHE_ENTRIES) -> None:
+        self.max_bytes = max_bytes
+        self.max_item_bytes = max_bytes // 4 if max_item_bytes is None else max_item_bytes
         self.size = size
-        self._items: OrderedDict[tuple, dict] = OrderedDict()
+        self.bytes = 0  # sum of the kept entries' JSON lengths
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> dict | None:
         with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
+            blob = self._items.get(key)
+            if blob is None:
+                return None
+            self._items.move_to_end(key)
+        return json.loads(blob)
 
     def put(self, key: tuple, value: dict) -> None:
+        """Keep ``value`` (JSON-serialisable) unless it alone is over ``max_item_bytes``."""
+        blob = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old)
+            if len(blob) > self.max_item_bytes:
+                return
+            self._items[key] = blob
+            self.bytes += len(blob)
+            while self.bytes > self.max_bytes or len(self._items) > self.size:
+                _, dropped = self._items.popitem(last=False)
+                self.bytes -= len(dropped)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -137,12 +268,17 @@ class Context:
     cache: TraceCache = field(default_factory=TraceCache)
     concurrency: int = 2  # model calls (micro-batches) at once: one per core on the 2-core host
     max_batch: int = MAX_BATCH  # translate requests decoded together at most (1: no batching)
+    # warm_up's second (warm) run per model and weights, in ms: what the page's weights note quotes
+    warm_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     in_flight: InFlight = field(init=False)
     batcher: Batcher = field(init=False)
+    idle_trim: IdleTrim = field(init=False)
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(self.concurrency)
         self.batcher = Batcher(self.in_flight, lambda: self.max_batch)
+        self.idle_trim = IdleTrim(self.in_flight)
+        self.in_flight.on_idle = self.idle_trim
 
     @property
     def default(self) -> LoadedModel:
@@ -174,4 +310,6 @@ def load_context(paths: Sequence[str | Path], device: str = "cpu", concurrency: 
         raise ValueError("no checkpoint given")
     paths = [Path(p) for p in paths]
     models = [LoadedModel(name, load_model(p, device=device)) for name, p in zip(unique_names(paths), paths)]
+    for lm in models:  # the record is served (Model tab, /config): no path of the training machine in it
+        lm.ckpt.training = public_record(lm.ckpt.training)
     return Context(models, concurrency=concurrency)

@@ -15,22 +15,16 @@ import gradio as gr
 import torch
 
 from model.decoding import InputError, Trace, source_ids, trace_batch, trace_translation
+from model.limits import split_to_fit
 from model.memory import process_rss_bytes
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 from viz.trace_json import trace_to_json
 
 from .context import Context, LoadedModel
-from .inputs import BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, unknown_share, unknown_warning
-from .texts import EXAMPLES
-
-ERROR_TITLE = "Cannot translate"
-
-
-def refuse(message: str) -> gr.Error:
-    """The one way a handler reports bad input: a toast with text, no stack trace in the log."""
-    return gr.Error(message, title=ERROR_TITLE, print_exception=False)
-
+from .inputs import (BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, refuse, unknown_share,
+                     unknown_warning)
+from .texts import EXAMPLES, header_html
 
 def pick_model(ctx: Context, name: Any) -> LoadedModel:
     try:
@@ -78,30 +72,49 @@ def run_trace(ctx: Context, lm: LoadedModel, text: str, settings: Settings) -> d
     data = trace_to_json(trace, ckpt.config)
     warning = unknown_warning(share)
     by_format = lm.weight_bytes()
-    data.update(model=lm.name, warm=warm, max_len=settings.max_len, length_penalty=settings.length_penalty,
+    data.update(model=lm.name, warm=warm, max_len=settings.max_len, best_head=best_head(lm),
+                length_penalty=settings.length_penalty,
                 warnings=[warning] if warning else [], rss_bytes=process_rss_bytes(),
                 weights=settings.weights, weight_bytes=by_format[settings.weights], weight_bytes_by_format=by_format)
     ctx.cache.put(key, data)
     return data
 
 
+def run_pieces(ctx: Context, lm: LoadedModel, text: str, pieces: list[str], settings: Settings) -> dict:
+    """A text too long to read at once, as the CLI translates it: piece by piece, the translations joined.
+
+    ``pieces`` come from ``model.limits.split_to_fit`` (cut at sentence ends, then spaces; nothing
+    dropped). The trace is the first piece's (the explorer draws one sentence), plus ``input_text``
+    (the whole text) and ``pieces`` (each piece with its translation).
+    """
+    runs = [run_trace(ctx, lm, piece, settings) for piece in pieces]
+    data = dict(runs[0])  # a copy: the cached trace of the first piece stays as it is
+    data.update(input_text=text, pieces=[{"source": p, "translation": r["translation"]} for p, r in zip(pieces, runs)],
+                warnings=list(dict.fromkeys(w for r in runs for w in r["warnings"])))
+    return data
+
+
 def translate(ctx: Context, text: Any, decoding: Any, beam_size: Any, length_penalty: Any, max_len: Any,
               use_cache: Any, model: Any = None, weights: Any = FP32) -> tuple[str, dict]:
-    """Translate one French sentence; returns the English text and the whole trace (``regard-trace/1``).
+    """Translate French text; returns the English text and the whole trace (``regard-trace/1``).
 
-    ``weights`` is "fp32" (default, what older API clients get) or "int8" (dynamically quantised).
+    A text the model cannot read at once (over ``MAX_SOURCE_CHARS`` characters or its positions) is
+    translated in pieces like a CLI line (``run_pieces``): the English joins them all, the trace is the
+    first piece's. ``weights`` is "fp32" (default, what older API clients get) or "int8".
     """
     lm = pick_model(ctx, model)
     try:
         text = check_text(text)
         settings = parse_settings(decoding, beam_size, length_penalty, max_len, use_cache,
                                   lm.ckpt.config.max_positions, weights)
-        data = run_trace(ctx, lm, text, settings)
+        pieces = split_to_fit(lm.ckpt.tokenizer, text, lm.ckpt.config.max_positions)
+        data = run_pieces(ctx, lm, text, pieces, settings) if len(pieces) > 1 else run_trace(ctx, lm, text, settings)
     except InputError as exc:
         raise refuse(str(exc)) from None
     for warning in data["warnings"]:
         gr.Warning(warning, title="Mostly unknown input")
-    return data["translation"], data
+    english = " ".join(p["translation"] for p in data["pieces"]) if "pieces" in data else data["translation"]
+    return english, data
 
 
 def example_text(index: Any) -> str:
@@ -147,9 +160,25 @@ def url_settings(ctx: Context, query: Any) -> list[Any]:
 
 
 def open_url(ctx: Context, query: Any) -> list[Any]:
-    """Page load: the controls from the address (or the defaults), and their translation."""
+    """The controls from the address (or the defaults), and their translation."""
     values = url_settings(ctx, query)
     return [*values, *translate(ctx, *values)]
+
+
+def start_up(ctx: Context, initial: list[Any], query: Any) -> dict:
+    """Page load, as one JSON value: the address's controls, their translation, and the page's initial values.
+
+    It is not written into the controls directly: a visitor may type, pick or press Translate before it
+    arrives, so the page (``regard.startUp`` in ui/static/regard.js) applies a value only to a control
+    still at its ``initial`` value, and the translation only if no translation was started meanwhile.
+    """
+    *values, english, trace = open_url(ctx, query)
+    return {"values": values, "initial": list(initial), "translation": english, "trace": trace}
+
+
+def header_for(ctx: Context, name: Any) -> str:
+    """The header naming the model the picker shows."""
+    return header_html(pick_model(ctx, name))
 
 
 def compare_models(ctx: Context, text: Any, decoding: Any, beam_size: Any, length_penalty: Any, max_len: Any,
@@ -181,11 +210,44 @@ def compare_weights(ctx: Context, text: Any, max_len: Any, model: Any) -> list[d
 
 
 def warm_up(ctx: Context) -> None:
-    """Run every model once at start-up (and keep the default example cached), so no visitor sees a cold start.
+    """Run every model at start-up, so no visitor sees a cold start.
 
     On the CPU the int8 twin is built and run here too, so the first visitor who picks int8 waits for neither.
+    Each is then run once more, warm, and that run's time kept in ``ctx.warm_ms`` (model name -> weights
+    -> ms): the page states what fp32 and int8 took on this machine instead of promising a speed-up.
     """
+    warm: dict[str, dict[str, float]] = {}
     for lm in ctx.models:
         for weights in (FP32, INT8) if lm.int8_ready else (FP32,):
-            translate(ctx, EXAMPLES[0], GREEDY, 1, 1.0, 0, True, lm.name, weights)
-    ctx.cache.clear()  # the cached runs were cold: a visitor's first translation is measured warm
+            for _ in range(2):  # cold, then warm (the cache cleared in between so the model really runs)
+                ctx.cache.clear()
+                _, data = translate(ctx, EXAMPLES[0], GREEDY, 1, 1.0, 0, True, lm.name, weights)
+            warm.setdefault(lm.name, {})[weights] = data["total_ms"]
+    ctx.warm_ms = warm  # read by weights_note; empty until the warm-up has run
+    ctx.cache.clear()  # the cached runs were measurements: a visitor's first translation really runs
+
+
+def weights_note(ctx: Context) -> str:
+    """The Weights control's help: what int8 is, and what each took here at start-up (``warm_up``), if measured."""
+    note = "int8: the linear layers dynamically quantised (CPU only): smaller weights, sometimes another word."
+    ms = ctx.warm_ms.get(ctx.default.name, {})
+    if FP32 in ms and INT8 in ms:
+        return (note + f" Measured on this server at start-up ({ctx.default.name}, the first example, warm): "
+                f"fp32 {ms[FP32]:.1f} ms, int8 {ms[INT8]:.1f} ms.")
+    return note + " Its speed depends on the CPU: “Compare fp32 vs int8 speed” under Latency & memory measures both."
+
+
+def best_head(lm: LoadedModel) -> dict | None:
+    """The cross-attention head whose word alignment best matches a reference aligner, from the checkpoint's
+    record (``head_alignment``, written by scripts/head_alignment.py --record), or None when not measured.
+
+    Returns {"layer", "head" (0-based), "f1", "aligner", "pairs"}: the explorer opens on this head.
+    """
+    record = lm.ckpt.training.get("head_alignment") or {}
+    f1, cfg = record.get("head_f1"), lm.ckpt.config
+    shaped = isinstance(f1, list) and len(f1) == cfg.n_decoder_layers
+    if not (shaped and all(isinstance(row, list) and len(row) == cfg.n_heads for row in f1)):
+        return None  # not measured, or measured on another architecture
+    layer, head = max(((l, h) for l in range(len(f1)) for h in range(cfg.n_heads)), key=lambda lh: f1[lh[0]][lh[1]])
+    return {"layer": layer, "head": head, "f1": float(f1[layer][head]), "aligner": record.get("aligner"),
+            "pairs": record.get("scored_pairs")}

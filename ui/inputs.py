@@ -6,14 +6,28 @@ trusts the browser's own widgets.
 """
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from model.decoding import MAX_SOURCE_CHARS, InputError
+from model.decoding import InputError
+from model.limits import MAX_REQUEST_CHARS
 from model.tokenizer import Tokenizer
+
+ERROR_TITLE = "Cannot translate"
+
+
+def refuse(message: str) -> gr.Error:
+    """The one way the app reports bad input: a toast with text, no stack trace in the log.
+
+    Gradio renders an error's message as HTML, and messages repeat what was sent (a model name from
+    a shared link, a head typed by hand), so the text is escaped: ``<a href=…>`` shows as typed
+    instead of becoming a live link in Regard's own pop-up.
+    """
+    return gr.Error(html.escape(message, quote=False), title=ERROR_TITLE, print_exception=False)
 
 GREEDY, BEAM = "Greedy", "Beam search"
 FP32, INT8 = "fp32", "int8"  # the weights a translation runs with: as trained, or dynamically quantised
@@ -71,11 +85,15 @@ def parse_settings(decoding: Any, beam_size: Any, length_penalty: Any, max_len: 
 
 
 def check_text(text: Any) -> str:
-    """The sentence as a clean ``str``: refuses non-text and characters no encoder can write (lone surrogates)."""
+    """The text as a clean ``str``: refuses non-text, more than ``MAX_REQUEST_CHARS`` and lone surrogates.
+
+    Up to ``MAX_REQUEST_CHARS`` it is translated, in pieces when the model cannot read it at once.
+    """
     if not isinstance(text, str):
         raise InputError(f"the text must be a string, got {type(text).__name__}")
-    if len(text) > MAX_SOURCE_CHARS:
-        raise InputError(f"The text is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}.")
+    if len(text) > MAX_REQUEST_CHARS:
+        raise InputError(f"The text is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS} per "
+                         "translation: translate it in parts.")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -104,6 +122,47 @@ def unknown_warning(share: float) -> str | None:
             "symbols): the English shown is a guess, not a translation.")
 
 
+def text_box(*args: Any, **kwargs: Any) -> gr.Textbox:
+    """A ``gr.Textbox`` whose server side refuses what is not text.
+
+    Gradio's own ``Textbox.preprocess`` turns any JSON value into a string, so an API client sending
+    ``["Je", "mange"]`` would have "['Je', 'mange']" translated; here a list, number, bool or object is
+    refused with its type named. (Bound on the instance, as in ``checked_slider``.)
+    """
+    box = gr.Textbox(*args, **kwargs)
+
+    def preprocess(payload: Any) -> Any:
+        if payload is not None and not isinstance(payload, str):
+            raise refuse(f"{box.label or 'this value'} must be text, got {type(payload).__name__}")
+        return payload
+
+    box.preprocess = preprocess  # type: ignore[method-assign]
+    return box
+
+
+def checked_choices(component: Any, empty_means_default: bool = False) -> Any:
+    """A ``gr.Dropdown`` or ``gr.Radio`` whose refusal of a value outside its choices is escaped text.
+
+    Gradio's own message repeats the value unescaped in an HTML toast (a crafted link's
+    ``#model=<a href=…>`` would show a live link) and logs a traceback; this one does neither. With
+    ``empty_means_default`` an API client may send "" for the default (the model pickers).
+    """
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if empty_means_default and payload == "":
+            return payload
+        allowed = [value for _, value in component.choices]
+        for value in payload if isinstance(payload, list) else [payload]:
+            if value is not None and value not in allowed:
+                raise refuse(f"{component.label or 'value'}: {str(value)[:200]!r} is not in the list of choices: "
+                             f"{', '.join(map(str, allowed))}")
+        return original(payload)
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
 def checked_slider(*args: Any, **kwargs: Any) -> gr.Slider:
     """A ``gr.Slider`` whose server side accepts whatever an API client sends and lets ``parse_settings`` judge it.
 
@@ -119,8 +178,8 @@ def checked_slider(*args: Any, **kwargs: Any) -> gr.Slider:
         except (TypeError, ValueError):
             return payload
         if math.isfinite(value) and not slider.minimum <= value <= slider.maximum:
-            raise gr.Error(f"{slider.label or 'value'} must be between {slider.minimum:g} and {slider.maximum:g}, "
-                           f"got {value:g}", title="Cannot translate", print_exception=False)
+            raise refuse(f"{slider.label or 'value'} must be between {slider.minimum:g} and {slider.maximum:g}, "
+                         f"got {value:g}")
         return value
 
     slider.preprocess = preprocess  # type: ignore[method-assign]

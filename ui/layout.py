@@ -8,21 +8,23 @@ returns goes into a hidden JSON component and a browser-only ``.success(js=…)`
 """
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import gradio as gr
 
-from model.decoding import MAX_SOURCE_CHARS
+from model.limits import MAX_REQUEST_CHARS, MAX_SOURCE_CHARS
 from model.positional import sinusoidal_encoding
 from viz.curves import has_curves, training_curves
 from viz.positional import default_dims, encoding_curves, encoding_heatmap, similarity_heatmap
 
 from . import handlers, whatif
 from .context import Context
-from .inputs import BEAM, FP32, GREEDY, MAX_BEAM, MAX_LENGTH_PENALTY, WEIGHT_CHOICES, checked_slider
-from .server import MAX_QUEUE, launch_options, polite_queue
+from .inputs import (BEAM, FP32, GREEDY, MAX_BEAM, MAX_LENGTH_PENALTY, WEIGHT_CHOICES, checked_choices,
+                     checked_slider, refuse, text_box)
+from .server import MAX_QUEUE, LeanSessions, launch_options, polite_queue
 from .texts import EXAMPLES, header_html, model_card, model_tables_html
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -39,7 +41,7 @@ def page_assets() -> dict[str, str]:
     return dict(css=css, head=f"<script>{script}</script>")
 
 
-class RegardBlocks(gr.Blocks):
+class RegardBlocks(LeanSessions, gr.Blocks):
     """``gr.Blocks`` that launches with the app's assets and hardened server options, and checks arity.
 
     Gradio ignores extra values in an API call; here any count other than the event's inputs is
@@ -52,8 +54,13 @@ class RegardBlocks(gr.Blocks):
     def launch(self, *args: Any, **kwargs: Any):
         for key, value in {"theme": THEME, **page_assets(), **launch_options()}.items():
             kwargs.setdefault(key, value)
-        out = super().launch(*args, **kwargs)
+        # Gradio's launch blocks unless told not to, so the busy message is installed in between and the
+        # caller's wish to block is honoured afterwards: `python app.py` gets it too, not only the tests.
+        block = not kwargs.pop("prevent_thread_lock", False)
+        out = super().launch(*args, prevent_thread_lock=True, **kwargs)
         polite_queue(self)
+        if block:
+            self.block_thread()
         return out
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
@@ -62,57 +69,70 @@ class RegardBlocks(gr.Blocks):
         if missing and all(b._id in optional for b in missing):
             inputs.extend(optional[b._id] for b in missing)  # the list Gradio goes on to preprocess
         if len(inputs) != len(block_fn.inputs):
-            raise gr.Error(f"this call takes {len(block_fn.inputs)} values, got {len(inputs)}",
-                           title="Cannot translate", print_exception=False)
+            raise refuse(f"this call takes {len(block_fn.inputs)} values, got {len(inputs)}")
 
 
-def build_demo(ctx: Context) -> gr.Blocks:
-    """Lay the page out around the loaded models (``ctx``) and wire the events."""
+def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE) -> gr.Blocks:
+    """Lay the page out around the loaded models (``ctx``) and wire the events.
+
+    Gradio's usage telemetry is off unless ``analytics`` (``app.py --analytics``) turns it on: a
+    visitor's translation should not tell a third party that it happened. ``max_queue`` requests may
+    wait for the model; the next one is told the server is busy.
+    """
     lm = ctx.default
     cfg = lm.ckpt.config
     model_q = dict(concurrency_id="model", concurrency_limit=ctx.concurrency, show_progress="minimal")
     # translate requests wait inside the handler for the model gate, so enough of them must be let in
     # at once to fill micro-batches; the gate still runs at most ctx.concurrency model calls
     translate_q = {**model_q, "concurrency_id": "translate", "concurrency_limit": ctx.concurrency * ctx.max_batch}
-    quiet = dict(api_visibility="private", queue=False, show_progress="hidden")
-    with RegardBlocks(title="Regard · French → English, step by step") as demo:
+    with RegardBlocks(title="Regard · French → English, step by step", analytics_enabled=analytics) as demo:
         header = gr.HTML(header_html(lm), elem_id="rg-header-box")
         trace = gr.JSON(visible="hidden", elem_id="rg-trace")
         with gr.Tabs(elem_id="rg-tabs"):
             with gr.Tab("Translate & explore", id="explore"):
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2, min_width=300):
-                        model = gr.Dropdown(ctx.names, value=lm.name, label="Model", elem_id="rg-model",
-                                            interactive=len(ctx.models) > 1)
-                        text = gr.Textbox(value=EXAMPLES[0], label="French", lines=3, max_lines=8, elem_id="rg-source",
-                                          placeholder="Tapez une phrase en français…", max_length=MAX_SOURCE_CHARS + 200,
-                                          info=f"Up to {MAX_SOURCE_CHARS} characters. Enter translates.")
+                with gr.Row(equal_height=False, elem_id="rg-main"):
+                    with gr.Column(scale=2, min_width=300, elem_id="rg-col-input"):
+                        model = checked_choices(gr.Dropdown(ctx.names, value=lm.name, label="Model",
+                                                            elem_id="rg-model", interactive=len(ctx.models) > 1),
+                                                empty_means_default=True)
+                        text = text_box(value=EXAMPLES[0], label="French", lines=3, max_lines=8, elem_id="rg-source",
+                                          placeholder="Tapez une phrase en français…", max_length=MAX_REQUEST_CHARS,
+                                          info="Enter translates, Shift+Enter starts a new line. Longer than "
+                                               f"{MAX_SOURCE_CHARS} characters: translated sentence by sentence.")
                         translate_btn = gr.Button("Translate", variant="primary", elem_id="rg-translate")
-                        translation = gr.Textbox(label="English", lines=2, interactive=False, elem_id="rg-translation",
+                        translation = gr.Textbox(label="English", lines=2, max_lines=4, interactive=False,
+                                                 elem_id="rg-translation",
                                                  buttons=["copy"])
+                    # the explorer sits between the two halves of the inputs: on a wide screen regard.css puts it
+                    # to their right; on a phone (one column) it follows the translation, the examples and
+                    # settings come after it
+                    with gr.Column(scale=3, min_width=340, elem_id="rg-col-explorer"):
+                        gr.HTML('<div id="rg-explorer"><p class="rg-note">Loading the explorer…</p></div>',
+                                elem_id="rg-explorer-box", padding=False)
+                    with gr.Column(scale=2, min_width=300, elem_id="rg-col-more"):
                         examples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[e] for e in EXAMPLES],
                                               type="index", label="Examples (click one to translate it)",
                                               elem_id="rg-examples", samples_per_page=8)
-                        weights = gr.Radio(WEIGHT_CHOICES, value=FP32, label="Weights", elem_id="rg-weights",
-                                           info="int8: the linear layers dynamically quantised (CPU): smaller, "
-                                                "usually faster, sometimes a different word.")
+                        weights = checked_choices(gr.Radio(
+                                           WEIGHT_CHOICES, value=FP32, label="Weights", elem_id="rg-weights",
+                                           info=handlers.weights_note(ctx)))
                         with gr.Accordion("Decoding settings", open=False, elem_id="rg-settings"):
                             with gr.Row():
-                                decoding = gr.Radio([GREEDY, BEAM], value=GREEDY, label="Decoding", scale=2)
-                                use_cache = gr.Checkbox(value=True, label="KV cache", scale=1,
+                                decoding = checked_choices(gr.Radio([GREEDY, BEAM], value=GREEDY, label="Decoding",
+                                                                    scale=2, elem_id="rg-decoding"))
+                                use_cache = gr.Checkbox(value=True, label="KV cache", scale=1, elem_id="rg-cache",
                                                         info="Off: recompute the prefix every step.")
-                            with gr.Row():
-                                beam_size = checked_slider(1, MAX_BEAM, value=4, step=1, label="Beam size", visible=False)
+                            # shown by regard.css only while "Beam search" is chosen (a browser-only event below)
+                            with gr.Row(elem_id="rg-beam-row"):
+                                beam_size = checked_slider(1, MAX_BEAM, value=4, step=1, label="Beam size",
+                                                           elem_id="rg-beam")
                                 length_penalty = checked_slider(0.0, MAX_LENGTH_PENALTY, value=1.0, step=0.1,
-                                                               label="Length penalty", visible=False)
+                                                               label="Length penalty", elem_id="rg-lp")
                             max_len = checked_slider(0, cfg.max_positions - 1, value=0, step=1, label="Max output tokens",
                                                     info="0 = automatic: 1.5 × source tokens + 10", elem_id="rg-max-len")
                         cache_btn = gr.Button("cache run", visible="hidden", elem_id="rg-cache-run")
                         weights_btn = gr.Button("weights run", visible="hidden", elem_id="rg-weights-run")
                         cache_runs = gr.JSON(visible="hidden")
-                    with gr.Column(scale=3, min_width=340):
-                        gr.HTML('<div id="rg-explorer"><p class="rg-note">Loading the explorer…</p></div>',
-                                elem_id="rg-explorer-box", padding=False)
             with gr.Tab("Compare models", id="compare"):
                 gr.Markdown(f"The sentence and settings of the first tab, through each of the {len(ctx.models)} "
                             "loaded models; the training curves of all of them on one chart.", elem_classes="rg-note")
@@ -123,8 +143,8 @@ def build_demo(ctx: Context) -> gr.Blocks:
                 if has_curves(list(records.values())):
                     gr.Plot(training_curves(records, "Dev BLEU (and loss) over training time, every model"),
                             show_label=False, elem_id="rg-curves-compare")
-            with gr.Tab("What if", id="whatif"):
-                whatif.build_tab(ctx)
+            with gr.Tab("What if", id="whatif") as whatif_tab:
+                wi_text, wi_model = whatif.build_tab(ctx)
             with gr.Tab("Positional encodings", id="positional"):
                 positional_tab(ctx)
             with gr.Tab("Model", id="model"):
@@ -137,24 +157,46 @@ def build_demo(ctx: Context) -> gr.Blocks:
                 with gr.Accordion("Config and full training record (JSON)", open=False):
                     gr.JSON({m.name: {"config": m.ckpt.config.to_dict(), "training": m.ckpt.training}
                              for m in ctx.models}, max_height=500)
-        url = gr.Textbox(visible=False)
+        url = text_box(visible=False)
+        startup = gr.JSON(visible="hidden")
 
         # --- events ---------------------------------------------------------------------------------------
         controls = [decoding, beam_size, length_penalty, max_len, use_cache]
         show = dict(fn=None, inputs=trace, outputs=None, js=LOAD_JS, queue=False)
         translate = partial(handlers.translate, ctx)
         translate.__name__ = "translate"  # type: ignore[attr-defined]
-        for trigger, api in ((translate_btn.click, dict(api_name="translate")), (text.submit, dict(api_visibility="private"))):
-            trigger(translate, [text, *controls, model, weights], [translation, trace], trigger_mode="once", **api,
-                    **translate_q).success(**show)
+        # a failed translation clears the English and greys the figures, which still show the previous one
+        failed = dict(fn=None, inputs=None, outputs=translation, queue=False,
+                      js="() => (window.regard ? window.regard.failed() : '')")
+        # Enter in the French box clicks Translate (regard.js), so the button is the one way in
+        run = translate_btn.click(translate, [text, *controls, model, weights], [translation, trace], trigger_mode="once",
+                                  api_name="translate", **translate_q)
+        run.success(**show)
+        run.failure(**failed)
         demo.optional = {weights._id: FP32}  # older API clients send no weights: they get fp32, as before
-        examples.click(partial(handlers.translate_example, ctx), [examples, *controls, model, weights],
-                       [text, translation, trace], api_visibility="private", **model_q).success(**show)
-        demo.load(partial(handlers.open_url, ctx), url, [text, *controls, model, weights, translation, trace],
-                  js="() => (window.regard ? window.regard.urlQuery() : '')", api_visibility="private",
-                  **model_q).success(**show)
-        decoding.change(lambda d: [gr.Slider(visible=d == BEAM)] * 2, decoding, [beam_size, length_penalty], **quiet)
-        model.change(lambda name: header_html(ctx.model(name)), model, header, **quiet)
+        run_example = examples.click(partial(handlers.translate_example, ctx), [examples, *controls, model, weights],
+                                     [text, translation, trace], api_visibility="private", **model_q)
+        run_example.success(**show)
+        run_example.failure(**failed)
+        # Start-up: the address's controls and translation arrive as one hidden value; regard.startUp writes
+        # them only into what the visitor has not touched meanwhile (typing, picking, Translate all win).
+        inputs = [text, *controls, model, weights]
+        initial = [c.value for c in inputs]
+        boot = demo.load(partial(handlers.start_up, ctx, initial), url, startup,
+                         js="() => (window.regard ? window.regard.urlQuery() : '')", api_visibility="private",
+                         **model_q)
+        boot.success(None, [startup, *inputs, translation], [*inputs, translation], queue=False,
+                     js="(s, ...now) => window.regard.startUp(s, now)")
+        boot.failure(None, None, None, queue=False, js="() => { if (window.regard) window.regard.startFailed(); }")
+        # queue=False events would be posted to /gradio_api/run/predict, which ui/server.py closes: the beam
+        # sliders are toggled in the browser alone, the header comes through the queue
+        decoding.change(None, decoding, None, queue=False,
+                        js=f"(d) => {{ document.documentElement.toggleAttribute('data-rg-beam', d === {BEAM!r}); }}")
+        # opening What if brings the sentence just translated and its model, unless they were changed there
+        whatif_tab.select(None, [trace, wi_text, wi_model], [wi_text, wi_model], queue=False,
+                          js=f"(t, s, m) => window.regard.whatIfInputs(t, s, m, {json.dumps([wi_text.value, wi_model.value])})")
+        model.change(partial(handlers.header_for, ctx), model, header, api_visibility="private",
+                     concurrency_id="header", concurrency_limit=4, show_progress="hidden")
         compare_btn.click(partial(handlers.compare_models, ctx), [text, *controls, weights], compare_json,
                           api_visibility="private", **model_q).success(
             None, compare_json, None, js="(l) => { if (window.regard) window.regard.loadCompare(l); }", queue=False)
@@ -164,7 +206,7 @@ def build_demo(ctx: Context) -> gr.Blocks:
                         api_visibility="private", **model_q).success(**load_runs)
         weights_btn.click(partial(handlers.compare_weights, ctx), [text, max_len, model], cache_runs,
                           api_visibility="private", **model_q).success(**load_runs)
-    demo.queue(default_concurrency_limit=ctx.concurrency, max_size=MAX_QUEUE)
+    demo.queue(default_concurrency_limit=ctx.concurrency, max_size=max_queue)
     return demo
 
 
@@ -178,7 +220,7 @@ def positional_tab(ctx: Context) -> None:
             n = max(2, min(int(positions), cfg.max_positions))
             chosen = [int(d) for d in (dims or []) if 0 <= int(d) < cfg.d_model][:8] or default_dims(cfg.d_model)
         except (TypeError, ValueError):
-            raise gr.Error("positions and dimensions must be whole numbers", print_exception=False) from None
+            raise refuse("positions and dimensions must be whole numbers") from None
         pe = pe_full[:n]
         return encoding_heatmap(pe), encoding_curves(pe, chosen), similarity_heatmap(pe)
 

@@ -5,6 +5,7 @@ import html
 from typing import Any, Sequence
 
 from model.memory import human_bytes, parameter_count
+from model.record import public_text
 from viz.curves import score_rows
 
 EXAMPLES = [
@@ -91,5 +92,5 @@ def model_card(lm: Any) -> str:
     if path:
         for card in (path.with_suffix(".md"), path.with_name("MODEL_CARD.md")):
             if card.is_file():
-                return card.read_text(encoding="utf-8")
+                return public_text(card.read_text(encoding="utf-8"))
     return f"*No model card next to `{path.name if path else 'the checkpoint'}`.*"

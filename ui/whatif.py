@@ -26,7 +26,8 @@ from viz.whatif_json import alignment_json, beam_tree_json, lens_json, ranking_j
 
 from .context import Context, LoadedModel
 from .handlers import pick_model, refuse, translate
-from .inputs import MAX_BEAM, MAX_LENGTH_PENALTY, BEAM, GREEDY, check_text, checked_slider, parse_settings
+from .inputs import (MAX_BEAM, MAX_LENGTH_PENALTY, BEAM, GREEDY, check_text, checked_choices, checked_slider,
+                     parse_settings, text_box)
 from .texts import EXAMPLES
 
 PAIR = ("L'animal n'a pas traversé la rue parce qu'il était trop fatigué.",
@@ -49,7 +50,8 @@ def parse_ids(value: Any) -> list[int]:
     parts = [p for p in re.split(r"[\s,]+", value.strip()) if p]
     if not parts:
         raise InputError("give at least one token id to force")
-    if len(parts) > 1000 or not all(p.isdigit() and len(p) < 9 for p in parts):
+    # ASCII digits only: str.isdigit() also takes "²" or "①", which int() then refuses with a traceback
+    if len(parts) > 1000 or not all(re.fullmatch(r"[0-9]{1,8}", p) for p in parts):
         raise InputError("token ids must be whole numbers separated by spaces (at most 1000)")
     return [int(p) for p in parts]
 
@@ -113,6 +115,11 @@ def force_prefix(ctx: Context, text: Any, prefix: Any, model: Any = None) -> tup
     text, _ = _source(lm, text)
     if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX_CHARS:
         raise InputError(f"the English prefix must be text of at most {MAX_PREFIX_CHARS} characters")
+    try:  # the prefix is tokenised too, so a lone surrogate must be refused here, not crash SentencePiece
+        prefix.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"the English prefix contains an invalid character at position {exc.start + 1} "
+                         "(a lone UTF-16 surrogate)") from None
     data = _forced_trace(ctx, lm, text, target_ids(lm.ckpt.tokenizer, prefix), prefix.strip())
     return data["translation"], data
 
@@ -211,6 +218,8 @@ def alignment(ctx: Context, text: Any, model: Any = None) -> dict:
     src = torch.tensor([ids], device=next(m.parameters()).device)  # (1, S)
     with _model_call(ctx, lm):
         out = _greedy_ids(lm, src, default_max_len(m, len(ids)))
+        if not [i for i in out if i != m.config.eos_id]:
+            raise InputError("the translation is empty (the model ended at once): there are no English words to align")
         attn = cross_attention(m, ids, out)  # (L, H, T, S)
     data = alignment_json(word_alignment(attn, tok.pieces(ids), tok.pieces(out)))
     # Per-head F1 against a reference aligner, when scripts/head_alignment.py --record measured it.
@@ -246,8 +255,9 @@ def _load(name: str) -> str:
     return f"(d) => {{ if (window.whatif) window.whatif.{name}(d); }}"
 
 
-def build_tab(ctx: Context) -> None:
-    """The tab's sub-tabs and events; call inside ``gr.Tab`` in the layout."""
+def build_tab(ctx: Context) -> tuple[gr.Textbox, gr.Dropdown]:
+    """The tab's sub-tabs and events; call inside ``gr.Tab`` in the layout. Returns its sentence box and
+    model picker, which the layout fills with the sentence just translated when the tab is opened."""
     model_q = dict(concurrency_id="model", concurrency_limit=ctx.concurrency, show_progress="minimal")
     cfg = ctx.default.ckpt.config
 
@@ -260,19 +270,20 @@ def build_tab(ctx: Context) -> None:
         event.success(None, output, None, js=_load(loader), queue=False)
 
     with gr.Row():
-        text = gr.Textbox(value=EXAMPLES[0], label="French", lines=1, max_lines=4, scale=4, elem_id="wi-source")
-        model = gr.Dropdown(ctx.names, value=ctx.default.name, label="Model", interactive=len(ctx.models) > 1,
-                            scale=1, elem_id="wi-model")
+        text = text_box(value=EXAMPLES[0], label="French", lines=1, max_lines=4, scale=4, elem_id="wi-source")
+        model = checked_choices(gr.Dropdown(ctx.names, value=ctx.default.name, label="Model",
+                                            interactive=len(ctx.models) > 1, scale=1, elem_id="wi-model"),
+                                empty_means_default=True)
     with gr.Tabs(elem_id="wi-tabs"):
         with gr.Tab("Force a prefix", id="wi-force-tab"):
             gr.Markdown("Type the English so far: the model is made to output it (each forced token shows the "
                         "probability the model gave it), then continues on its own. Click a candidate at any step "
                         "to force it instead and re-decode from there.", elem_classes="rg-note")
             with gr.Row():
-                prefix = gr.Textbox(value=PREFIX_EXAMPLE, label="English prefix (forced)", scale=4, elem_id="wi-prefix")
+                prefix = text_box(value=PREFIX_EXAMPLE, label="English prefix (forced)", scale=4, elem_id="wi-prefix")
                 force_btn = gr.Button("Force & continue", variant="primary", scale=1, elem_id="wi-force-run")
             forced_out = gr.Textbox(label="English", interactive=False, elem_id="wi-force-translation")
-            ids = gr.Textbox(visible="hidden", elem_id="wi-branch-ids")
+            ids = text_box(visible="hidden", elem_id="wi-branch-ids")
             branch_btn = gr.Button("branch", visible="hidden", elem_id="wi-branch-run")
             force_json = gr.JSON(visible="hidden")
             _host("wi-force", "Force a prefix to see each step here.")
@@ -285,8 +296,8 @@ def build_tab(ctx: Context) -> None:
             _host("wi-beam", "Run a beam search to see its tree: click a node for its attention.")
         with gr.Tab("Compare two sentences", id="wi-compare-tab"):
             with gr.Row():
-                text_a = gr.Textbox(value=PAIR[0], label="Sentence A", elem_id="wi-text-a")
-                text_b = gr.Textbox(value=PAIR[1], label="Sentence B", elem_id="wi-text-b")
+                text_a = text_box(value=PAIR[0], label="Sentence A", elem_id="wi-text-a")
+                text_b = text_box(value=PAIR[1], label="Sentence B", elem_id="wi-text-b")
             pair_btn = gr.Button("Translate both", variant="primary", elem_id="wi-compare-run")
             pair_json = gr.JSON(visible="hidden")
             _host("wi-compare", "Translate both to compare their attention with the same controls.")
@@ -295,7 +306,7 @@ def build_tab(ctx: Context) -> None:
                         "them. Cell colour: how much the translation's log-probability drops when that head alone "
                         "is off.", elem_classes="rg-note")
             with gr.Row():
-                heads = gr.Textbox(value="", label="Heads switched off", placeholder="e.g. cross:4:1 cross:4:2",
+                heads = text_box(value="", label="Heads switched off", placeholder="e.g. cross:4:1 cross:4:2",
                                    scale=4, elem_id="wi-heads")
                 ablate_btn = gr.Button("Re-translate without them", variant="primary", scale=1, elem_id="wi-ablate-run")
             ablate_json = gr.JSON(visible="hidden")
@@ -328,3 +339,4 @@ def build_tab(ctx: Context) -> None:
          align_json, "loadAlign")
     show(lens_btn.click(bind(lens), [text, model], lens_json_box, api_name="whatif_lens", **api),
          lens_json_box, "loadLens")
+    return text, model

@@ -115,8 +115,10 @@
 
   // --- figures: (painter, width, spec) -> hit regions -----------------------------------------------------------
   const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+  /* ``s`` shortened with … until it is at most ``room`` px wide in that font */
+  function fit(s, room, size, weight) { let n = s.length; while (n > 8 && textWidth(clip(s, n), size, weight) > room) n--; return clip(s, n); }
   function title(p, spec, w) {
-    p.text(clip(spec.title, Math.max(20, Math.floor(w / 7))), 4, 12, { size: 13, weight: 600, color: C.ink });
+    p.text(fit(spec.title, w - 92, 13, 600), 4, 12, { size: 13, weight: 600, color: C.ink }); // 92 px: the PNG/SVG buttons
     if (spec.subtitle) p.text(clip(spec.subtitle, Math.max(20, Math.floor(w / 6))), 4, 30, { size: 11, color: C.muted });
   }
   function labelEvery(n, cell, font) { return Math.max(1, Math.ceil((font + 2) / Math.max(cell, 0.1))); }
@@ -293,8 +295,14 @@
     const i = S.step, s = t.steps[i];
     return `<b>Step ${i + 1} of ${t.steps.length}.</b> The decoder reads <span class="rg-q">${esc(t.target_pieces[i])}</span> ` +
       `(input position ${i + 1}, the token emitted one step earlier${i === 0 ? ": the start marker" : ""}) and emits ` +
-      `<span class="rg-q rg-out">${esc(s.piece)}</span> with p = ${pct(s.prob)}. In both maps below, row ${i + 1} is this query: ` +
-      `“input → output”, so the output of row t is the input of row t+1.`;
+      `<span class="rg-q rg-out">${esc(s.piece)}</span> with p = ${pct(s.prob)}. ${S.view === "step" ? "In both attention maps below" : "In the map below"}, row ${i + 1} is this query: ` +
+      `“input → output”, so the output of row t is the input of row t+1.` + bestHeadNote(t);
+  }
+  function bestHeadNote(t) {
+    const b = t.best_head;
+    if (!b || layerOf(t, "cross") !== b.layer || S.head !== b.head) return "";
+    return `<br><span id="rg-best-head">Showing layer ${b.layer + 1}, head ${b.head + 1}: the head whose cross-attention best matches ` +
+      `word alignments (F1 ${b.f1.toFixed(2)} against ${esc(b.aligner || "a reference aligner")}${b.pairs ? " on " + b.pairs + " sentence pairs" : ""}). Pick another layer or head above.</span>`;
   }
   const VIEWS = {
     step: { label: "Step through", figures: (t) => [["cross", attentionSpec(t, "cross", "cross")], ["topk", topkSpec(t)], ["self", attentionSpec(t, "decoder", "self")]] },
@@ -307,6 +315,7 @@
   const $ = (sel) => root.querySelector(sel);
   function skeleton() {
     root.innerHTML = `
+      <div class="rg-notice rg-stale-note" id="rg-stale" hidden></div>
       <div class="rg-notices" id="rg-notices"></div>
       <div id="rg-stepbar" class="rg-stepbar">
         <div class="rg-steprow">
@@ -322,10 +331,10 @@
           <label>layer <select id="rg-layer"></select></label>
           <label>head <select id="rg-head"></select></label>
           <label>colour <select id="rg-scale"><option value="fixed">fixed 0–1</option><option value="auto">per figure</option></select></label>
-          <button id="rg-export-json" title="Download this translation's trace as JSON (schema regard-trace/1)">⤓ Trace JSON</button>
         </div>
       </div>
-      <div class="rg-chips-box"><div class="rg-pieces-label">source pieces <span class="rg-count" id="rg-src-count"></span></div><div class="rg-chips" id="rg-src-chips"></div>
+      <div class="rg-chips-box"><div class="rg-pieces-label">source pieces <span class="rg-count" id="rg-src-count"></span>
+        <button id="rg-export-json" class="rg-json" title="Download this translation's whole trace as JSON (schema regard-trace/1)">⤓ trace JSON</button></div><div class="rg-chips" id="rg-src-chips"></div>
         <div class="rg-pieces-label">generated pieces <span class="rg-count" id="rg-tgt-count"></span></div><div class="rg-chips" id="rg-tgt-chips"></div></div>
       <div id="rg-caption" class="rg-caption"></div>
       <div id="rg-figures" class="rg-figures"></div>
@@ -337,10 +346,10 @@
     $("#rg-play").onclick = togglePlay;
     $("#rg-views").onclick = (e) => { const v = e.target.dataset.view; if (v) { S.view = v; render(); } };
     $("#rg-kind").onchange = (e) => { S.kind = e.target.value; S.view = "attention"; S.layer = -1; render(); };
-    $("#rg-layer").onchange = (e) => { S.layer = +e.target.value; render(); };
-    $("#rg-head").onchange = (e) => { const v = e.target.value; S.head = v === HEAD_MEAN || v === HEAD_GRID ? v : +v; render(); };
+    $("#rg-layer").onchange = (e) => { S.layer = +e.target.value; S.chosen = true; render(); };
+    $("#rg-head").onchange = (e) => { const v = e.target.value; S.head = v === HEAD_MEAN || v === HEAD_GRID ? v : +v; S.chosen = true; render(); };
     $("#rg-scale").onchange = (e) => { S.scale = e.target.value; render(); };
-    $("#rg-export-json").onclick = () => download("regard-trace.json", new Blob([JSON.stringify(S.raw)], { type: "application/json" }));
+    $("#rg-export-json").onclick = () => download(baseName(S.trace) + ".json", new Blob([JSON.stringify(S.raw)], { type: "application/json" }));
     for (const id of ["#rg-src-chips", "#rg-tgt-chips"]) {
       const box = $(id);
       box.onmouseover = (e) => { const c = e.target.closest(".rg-chip"); if (c) { S.hover = c.dataset.src != null ? { src: +c.dataset.src } : { tgt: +c.dataset.tgt }; render(); } };
@@ -399,8 +408,9 @@
     root.querySelectorAll("#rg-views button").forEach((b) => b.classList.toggle("rg-on", b.dataset.view === S.view));
     const kind = S.view === "attention" ? S.kind : "decoder", nl = t.layers[kind === "encoder" ? "encoder" : "decoder"];
     $("#rg-kind").value = S.kind; $("#rg-kind").parentElement.style.display = S.view === "attention" ? "" : "none";
+    for (const id of ["#rg-layer", "#rg-head", "#rg-scale"]) $(id).parentElement.style.display = S.view === "cost" ? "none" : ""; // no maps there
     selectOptions($("#rg-layer"), Array.from({ length: nl }, (_, i) => [i, String(i + 1)]), layerOf(t, kind));
-    const heads = [[HEAD_MEAN, "mean"], [HEAD_GRID, "all (grid)"]].concat(Array.from({ length: t.heads }, (_, h) => [h, String(h + 1)]));
+    const heads = [[HEAD_MEAN, "mean"], [HEAD_GRID, "grid"]].concat(Array.from({ length: t.heads }, (_, h) => [h, String(h + 1)]));
     selectOptions($("#rg-head"), heads, S.head); $("#rg-scale").value = S.scale;
     $("#rg-caption").innerHTML = S.view === "step" ? stepCaption(t) : S.view === "attention" && S.kind !== "encoder" ? stepCaption(t) : "";
     const host = $("#rg-figures"), width = host.clientWidth;
@@ -443,6 +453,7 @@
   }
   function notices(t) {
     const out = (t.warnings || []).map((w) => `<div class="rg-notice rg-warn">⚠ ${esc(w)}</div>`);
+    if (t.pieces) out.push(`<div class="rg-notice rg-warn" id="rg-pieces">The text (${t.input_text.length.toLocaleString("en")} characters) is more than the model reads at once, so it was translated in ${t.pieces.length} pieces cut at sentence ends, as the command line does; the English box holds all of them. The figures show piece 1: “${esc(clip(t.source_text, 80))}”.</div>`);
     if (t.stopped === "max_len") out.push(`<div class="rg-notice rg-warn" id="rg-maxlen">⚠ Decoding stopped at the length limit (${t.steps.length} tokens), not at the end-of-sentence token: the translation may be cut short. Raise “Max output tokens” (0 = automatic).</div>`);
     $("#rg-notices").innerHTML = out.join("");
   }
@@ -499,20 +510,44 @@
     const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = name;
     document.body.appendChild(a); a.click(); setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   }
+  /* What an exported file shows, in its name and in two caption lines above the figure: the sentence and its
+     translation, then model, weights, step, layer and head. */
+  const slug = (s, n) => String(s).normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, n).replace(/-+$/, "") || "x";
+  const baseName = (t) => "regard-" + slug(t.model || "model", 24) + "-" + slug(t.source_text, 40);
+  function exportAbout(id, fig) {
+    const t = S.trace, m = fig.meta || {}, n = t.steps.length;
+    const what = [KINDS[m.kind] || { topk: "next-token probabilities", latency: "latency per step", kv: "KV cache" }[id] || id, "model " + (t.model || "–"), weightsOf(t) + " weights", "step " + (S.step + 1) + " of " + n];
+    if (m.layer != null) what.push("layer " + (m.layer + 1), m.head == null ? "all heads" : headName(m.head));
+    const name = baseName(t) + "-" + id + "-step" + (S.step + 1) + (m.layer != null ? "-layer" + (m.layer + 1) + "-" + (m.head == null ? "grid" : m.head === HEAD_MEAN ? "mean" : "head" + (m.head + 1)) : "");
+    return { lines: ["“" + t.source_text + "” → “" + t.translation + "”", what.join(" · ")], name };
+  }
+  const BAND = 38;
   function exportFigure(id, format) {
     const fig = figures[id], box = root.querySelector(`figure[data-fig="${id}"]`); if (!fig || !box) return;
-    const w = Math.floor(box.clientWidth), name = `regard-${id}-step${S.step + 1}.${format}`;
-    if (format === "svg") { const p = new SvgPainter(); DRAW[fig.type](p, w, fig.spec); download(name, new Blob([p.toString()], { type: "image/svg+xml" })); return; }
-    const canvas = document.createElement("canvas"); DRAW[fig.type](new CanvasPainter(canvas, 2), w, fig.spec);
-    canvas.toBlob((b) => download(name, b), "image/png");
+    const w = Math.floor(box.clientWidth), about = exportAbout(id, fig), name = about.name + "." + format;
+    const lines = about.lines.map((l, i) => clip(l, Math.floor(w / (i ? 6 : 6.5))));
+    if (format === "svg") {
+      const p = new SvgPainter(); DRAW[fig.type](p, w, fig.spec);
+      const head = lines.map((l, i) => `<text x="4" y="${14 + i * 17}" font-size="${i ? 11 : 12}" font-weight="${i ? 400 : 600}" fill="${i ? C.muted : C.ink}">${esc(l)}</text>`).join("");
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${p.h + BAND}" font-family="${FONT}"><title>${esc(about.lines.join(" — "))}</title><rect width="${w}" height="${p.h + BAND}" fill="${C.bg}"/>${head}<g transform="translate(0 ${BAND})">${p.parts.join("")}</g></svg>`;
+      download(name, new Blob([svg], { type: "image/svg+xml" })); return;
+    }
+    const r = 2, fig_c = document.createElement("canvas"); DRAW[fig.type](new CanvasPainter(fig_c, r), w, fig.spec);
+    const out = document.createElement("canvas"); out.width = fig_c.width; out.height = fig_c.height + BAND * r;
+    const p = new CanvasPainter(out, r); p.g = out.getContext("2d"); p.g.setTransform(r, 0, 0, r, 0, 0);
+    p.rect(0, 0, w, BAND, C.bg);
+    lines.forEach((l, i) => p.text(l, 4, 12 + i * 17, { size: i ? 11 : 12, weight: i ? 400 : 600, color: i ? C.muted : C.ink }));
+    p.g.setTransform(1, 0, 0, 1, 0, 0); p.g.drawImage(fig_c, 0, BAND * r);
+    out.toBlob((b) => download(name, b), "image/png");
   }
 
   // --- URL state: the view in the address, so a link or a reload opens it again ---------------------------------
   function writeUrl() {
     const t = S.trace; if (!t || S.pendingUrl) return;
-    const q = new URLSearchParams({ s: t.source_text, decoding: t.beam_size > 1 ? "beam" : "greedy", beam: t.beam_size, lp: t.length_penalty ?? 1,
+    const q = new URLSearchParams({ s: inputText(t), decoding: t.beam_size > 1 ? "beam" : "greedy", beam: t.beam_size, lp: t.length_penalty ?? 1,
       max: t.max_len || 0, cache: t.use_cache ? 1 : 0, model: t.model || "", weights: weightsOf(t), step: S.step + 1, view: S.view, kind: S.kind,
       layer: layerOf(t, S.view === "attention" ? S.kind : "decoder") + 1, head: S.head === HEAD_MEAN || S.head === HEAD_GRID ? S.head : S.head + 1, scale: S.scale });
+    if (q.get("s").length > 2000) q.delete("s"); // a long text would make the address too long to send back
     const hash = "#" + q.toString();
     if (location.hash !== hash) history.replaceState(null, "", hash);
   }
@@ -521,8 +556,9 @@
     const int = (k) => { const v = q.get(k); return v != null && /^\d+$/.test(v) ? +v : null; };
     if (q.get("view") in VIEWS) S.view = q.get("view");
     if (q.get("kind") in KINDS) S.kind = q.get("kind");
-    if (int("layer")) S.layer = int("layer") - 1;
+    if (int("layer")) { S.layer = int("layer") - 1; S.chosen = true; }
     const h = q.get("head"); if (h === HEAD_MEAN || h === HEAD_GRID) S.head = h; else if (int("head")) S.head = int("head") - 1;
+    if (h != null) S.chosen = true;
     if (q.get("scale") === "auto" || q.get("scale") === "fixed") S.scale = q.get("scale");
     if (int("step")) S.step = int("step") - 1;
   }
@@ -538,23 +574,107 @@
   function clearErrors() {
     document.querySelectorAll(".toast-body.error .toast-close, .toast-body.error button").forEach((b) => b.click());
   }
+  // --- start-up and stale results -----------------------------------------------------------------------------
+  let userRuns = 0, failedText = null;
+  const sourceArea = () => document.querySelector("#rg-source textarea");
+  const sourceText = () => { const a = sourceArea(); return a ? a.value : ""; };
+  const inputText = (t) => (t.input_text != null ? t.input_text : t.source_text); // a long text: all its pieces
+  /* The figures and the English are stale when the French box no longer holds the sentence they are for,
+     or when the last translation failed. ``text``: the box's value if Gradio has not written it yet. */
+  function markStale(text) {
+    if (!root || !S.trace) return;
+    const box = text != null ? text : sourceText(), edited = box.trim() !== String(inputText(S.trace)).trim();
+    const why = failedText != null ? "The last translation failed (see the message):" : edited ? "The French was edited:" : null;
+    root.classList.toggle("rg-stale", why != null);
+    const english = document.querySelector("#rg-translation"); if (english) english.classList.toggle("rg-stale", why != null);
+    const note = $("#rg-stale");
+    note.hidden = why == null;
+    if (why) note.innerHTML = `${why} what is shown is the translation of “${esc(clip(inputText(S.trace), 80))}”. Press Translate (or Enter) to update it.`;
+  }
+  // Translate and the examples start a translation: counted so that a late start-up never replaces it
+  document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest("#rg-translate, #rg-examples button")) userRuns++; }, true);
+  document.addEventListener("input", (e) => { if (e.target.closest && e.target.closest("#rg-source")) markStale(); }, true);
+  /* The box holds MAX_REQUEST_CHARS (model/limits.py); the browser cuts a longer paste without a word, so say it. */
+  document.addEventListener("paste", (e) => {
+    const a = e.target.closest && e.target.closest("#rg-source textarea"); if (!a || !(a.maxLength > 0)) return;
+    const pasted = (e.clipboardData && e.clipboardData.getData("text")) || "";
+    const room = a.maxLength - a.value.length + Math.abs(a.selectionEnd - a.selectionStart), box = a.closest("#rg-source");
+    let note = document.getElementById("rg-cut");
+    if (!note) { note = document.createElement("div"); note.id = "rg-cut"; note.className = "rg-notice rg-warn"; box.appendChild(note); }
+    note.hidden = pasted.length <= room;
+    note.textContent = `The pasted text has ${pasted.length.toLocaleString("en")} characters; the box holds ${a.maxLength.toLocaleString("en")}, so only the first ${Math.max(0, room).toLocaleString("en")} were kept. Translate it in parts.`;
+  }, true);
+  /* Enter translates and Shift+Enter starts a new line (Gradio's textbox does the opposite for lines > 1):
+     caught before the textbox sees the key, Enter clicks Translate. */
+  window.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || e.isComposing || !(e.target.closest && e.target.closest("#rg-source textarea"))) return;
+    e.stopPropagation();
+    if (e.shiftKey || e.altKey || e.ctrlKey || e.metaKey) return; // the textarea's own line break
+    e.preventDefault();
+    const b = document.querySelector("#rg-translate"); if (b) b.click();
+  }, true);
+  window.addEventListener("keypress", (e) => { if (e.key === "Enter" && e.target.closest && e.target.closest("#rg-source textarea")) e.stopPropagation(); }, true);
+
   R.load = function (raw) {
     if (!raw || raw.schema !== "regard-trace/1" || !mount()) return;
+    failedText = null;
     const t0 = performance.now();
     if (S.timer) togglePlay();
     cache.clear(); S.pinned = {}; S.hover = null; S.runs = null;
     S.raw = raw; S.trace = prepare(raw);
     if (S.pendingUrl != null) { readView(S.pendingUrl); S.pendingUrl = null; } else S.step = 0;
+    // until the visitor picks a layer or head, open on the head that aligns words best (if the record says)
+    const best = S.trace.best_head;
+    if (best && !S.chosen) { S.layer = best.layer; S.head = best.head; }
     clearErrors();
     $("#rg-src-chips").innerHTML = chips(S.trace.source_pieces, "src");
     $("#rg-tgt-chips").innerHTML = chips(S.trace.generated, "tgt");
     $("#rg-src-count").textContent = S.trace.source_pieces.length; $("#rg-tgt-count").textContent = S.trace.steps.length;
     render();
+    markStale();
     R.lastLoadMs = performance.now() - t0;
     root.dataset.loads = String((+root.dataset.loads || 0) + 1);
   };
+  /* Page start-up (the load event in ui/layout.py). ``start`` is what the server computed for the address:
+     {values: the controls, initial: the values the page was built with, translation, trace}; ``now`` is the
+     controls' and the English box's values at this moment. A visitor may have typed, picked or pressed
+     Translate before it arrived: a control they changed keeps their value, and once they started a
+     translation nothing of the start-up is applied. Returns the values to write into the controls. */
+  R.startUp = function (start, now) {
+    const n = start.values.length, same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const ran = userRuns > 0, values = ran ? now.slice(0, n) : start.values.map((v, i) => (same(now[i], start.initial[i]) ? v : now[i]));
+    if (ran) S.pendingUrl = null; else { R.load(start.trace); values.push(start.translation); }
+    if (ran) values.push(now[n]);
+    document.documentElement.dataset.rgStarted = ran ? "kept" : "applied";
+    markStale(values[0]);
+    return values;
+  };
+  /* The start-up translation failed (a broken shared link: its error is a toast). */
+  R.startFailed = function () {
+    document.documentElement.dataset.rgStarted = "failed";
+    if (!S.trace) R.failed(); // says so where the figures would be; a translation the visitor started is left alone
+  };
+  /* A translation failed (its error is a toast): the figures stay, greyed and labelled; the English is cleared. */
+  R.failed = function () {
+    failedText = sourceText();
+    const host = document.getElementById("rg-explorer");
+    if (!S.trace) { if (host && !root) host.innerHTML = '<p class="rg-note">Nothing translated yet: see the message, fix the French and press Translate.</p>'; return ""; }
+    markStale();
+    return "";
+  };
+  /* Opening the What if tab: its sentence and model follow the last translation (the first piece of a long
+     text), unless the visitor changed them there since they were last filled. Returns [sentence, model]. */
+  let wiFilled = null;
+  R.whatIfInputs = function (t, sentence, model, initial) {
+    const last = wiFilled || initial;
+    t = S.raw || t; // the start-up translation reaches the explorer only, not the hidden trace component
+    if (!t || !t.source_text || sentence !== last[0] || model !== last[1]) return [sentence, model];
+    wiFilled = [t.source_text, t.model || model];
+    return wiFilled;
+  };
   R.loadRuns = function (runs) { S.runs = runs; render(); }; // render() redraws the compare buttons with their labels
   R.go = go;
+  R.colour = colour; // the one colour scale: whatif.js draws its maps with it too
   R.figures = () => Object.fromEntries(Object.entries(figures).map(([id, f]) => [id, f.type === "grid" ? { type: f.type, panels: f.spec.panels.length, cur: f.spec.panels[0].cur, hiRow: f.spec.panels[0].hiRow, hiCol: f.spec.panels[0].hiCol } : { type: f.type, cur: f.spec.cur, hiRow: f.spec.hiRow, hiCol: f.spec.hiCol, rows: f.spec.rows, cols: f.spec.cols }]));
   R.render = render;
 

@@ -40,7 +40,20 @@
       return `rgb(${c.map((x) => Math.round(255 + a * (x - 255))).join(",")})`;
     }
     const t = Math.max(0, Math.min(1, v));
+    // the explorer's colour scale (regard.js), so a weight looks the same on every tab
+    if (window.regard && window.regard.colour) return window.regard.colour(t);
     return `rgb(${Math.round(248 - t * 218)},${Math.round(250 - t * 223)},${Math.round(252 - t * 177)})`;
+  }
+  W.shade = shade;
+  /* A PNG button on the map's figure (named after the map and its title, which the image carries). */
+  function pngButton(canvas, title) {
+    const box = canvas.parentElement; let b = box.querySelector(":scope > .wi-png");
+    if (!b) { b = document.createElement("button"); b.className = "wi-png"; b.textContent = "PNG"; b.title = "Download this map as PNG"; box.insertBefore(b, canvas); }
+    const slug = String(title || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50);
+    b.onclick = () => canvas.toBlob((blob) => {
+      const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = "regard-" + canvas.id + (slug ? "-" + slug : "") + ".png";
+      document.body.appendChild(a); a.click(); setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    }, "image/png");
   }
   /* spec: {rows, cols, values (rows*cols), vmax, diverging, cur (row outlined), title} -> draws into canvas. */
   function heat(canvas, spec) {
@@ -49,8 +62,9 @@
     const left = 10 + Math.min(130, Math.max(0, ...spec.rows.map((s) => g.measureText(s).width)));
     const below = 10 + Math.min(90, Math.max(0, ...spec.cols.map((s) => g.measureText(s).width)));
     const width = Math.max(160, canvas.parentElement.clientWidth - 4);
-    const cw = Math.max(4, Math.min(36, (width - left - 8) / Math.max(nk, 1))), ch = Math.max(6, Math.min(22, cw));
-    const top = spec.title ? 20 : 4, w = left + nk * cw + 8, h = top + nq * ch + below;
+    const bar = 48; // the colour bar and its labels, right of the cells
+    const cw = Math.max(4, Math.min(36, (width - left - 8 - bar) / Math.max(nk, 1))), ch = Math.max(6, Math.min(22, cw));
+    const top = spec.title ? 20 : 4, w = left + nk * cw + 8 + bar, h = Math.max(top + nq * ch + below, top + 60);
     const r = window.devicePixelRatio || 1;
     canvas.width = Math.round(w * r); canvas.height = Math.round(h * r); canvas.style.width = w + "px"; canvas.style.height = h + "px";
     g.setTransform(r, 0, 0, r, 0, 0); g.fillStyle = "#fff"; g.fillRect(0, 0, w, h); g.font = FONT;
@@ -66,7 +80,13 @@
       g.save(); g.translate(left + k * cw + cw / 2, top + nq * ch + 4); g.rotate(-Math.PI / 2); g.fillText(s.slice(0, 14), 0, 0); g.restore();
     });
     if (spec.cur != null && spec.cur < nq) { g.strokeStyle = HI; g.lineWidth = 2.5; g.strokeRect(left - 1, top + spec.cur * ch, nk * cw + 1, ch); }
-    canvas.dataset.cells = nq + "x" + nk;
+    // colour bar: 0..vmax, or -vmax..vmax for a difference map
+    const bx = left + nk * cw + 14, bh = Math.max(40, Math.min(nq * ch, 160)), steps = 24;
+    for (let i = 0; i < steps; i++) { const f = 1 - i / (steps - 1); g.fillStyle = shade(spec.diverging ? 2 * f - 1 : f, spec.diverging); g.fillRect(bx, top + (bh * i) / steps, 10, bh / steps + 0.5); }
+    g.fillStyle = MUTED; g.textAlign = "left"; const fmt = (v) => v.toFixed(Math.abs(v) < 0.1 ? 3 : 2);
+    g.fillText(fmt(vmax), bx + 13, top + 4); g.fillText(spec.diverging ? fmt(-vmax) : "0", bx + 13, top + bh - 4);
+    canvas.dataset.cells = nq + "x" + nk; canvas.dataset.bar = spec.diverging ? "diverging" : "0-" + fmt(vmax);
+    pngButton(canvas, spec.title);
     return { left, top, cw, ch, nq, nk };
   }
   /* A row of <select>s; `on` gets the changed name and value. */
