@@ -29,7 +29,7 @@ from .transformer import Transformer
 FORMAT = "regard-checkpoint/1"
 HASH_KEY = "tensors_sha256"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The default of the shipped pair (README, "The normalisation experiment"); the other one sits next to it.
+# The default of the shipped pair (docs/experiment.md); the other one sits next to it.
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "regard-fr-en-preln.safetensors"
 # Hugging Face Marian has no pre-LN variant, so its export (and benchmarks/engines.py) default to this one.
 EXPORT_CHECKPOINT = REPO_ROOT / "checkpoints" / "regard-fr-en-postln.safetensors"
