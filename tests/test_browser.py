@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright import sync_api as playwright_api  # requirements-dev.txt: missing, the suite fails
 
 from viz.trace_json import check_trace_json, decode_array
 
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists() and not IN_CI, reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
 ]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 
