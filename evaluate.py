@@ -17,7 +17,6 @@ import torch
 from model import cli, limits
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.decoding import translate_batch
-from model.device import pick_device
 from model.record import store_score
 from training.data import read_pairs
 from training.metrics import score
@@ -55,11 +54,7 @@ def evaluate(args) -> int:
     cli.check_readable(args.data, "--data")
     if args.hyps:
         cli.check_writable(args.hyps, "--hyps")
-    try:
-        device = pick_device(args.device)
-    except RuntimeError:  # torch.device("bogus")
-        raise cli.CliError(f"unknown device {args.device!r}; use auto, cpu, cuda or cuda:N") from None
-    ckpt = cli.load(args.checkpoint, device=device)
+    ckpt = cli.load(args.checkpoint, device=cli.device(args.device))
     if args.record:
         cli.check_writable(ckpt.path, "--record: checkpoint")
     pairs = read_pairs(args.data)

@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def check_files(cfg: TrainConfig) -> None:
-    """Every data file readable and the run folder makeable, before hours of work depend on them."""
+    """Every data file readable, the run folder makeable and the device known, before hours of work depend on them."""
+    cli.device(cfg.device)
     for flag, spec in (("--train-path", cfg.train_path), ("--dev-path", cfg.dev_path)):
         for source in parse_sources(spec):
             cli.check_readable(source.path, flag)

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
 from .layout import use_column_major
 from .tokenizer import Tokenizer
 from .transformer import Transformer
@@ -128,19 +128,19 @@ def load_checkpoint(
             metadata = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(exc)})") from exc
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({one_line(exc)})") from exc
     if metadata.get("regard_format") != FORMAT:
         raise CheckpointError(f"{path}: not a Regard checkpoint (regard_format={metadata.get('regard_format')!r})")
     _verify(path, metadata.get(HASH_KEY), tensors)
     try:
         config = ModelConfig.from_dict(json.loads(metadata["config"]))
     except (KeyError, ValueError, TypeError) as exc:  # ConfigError is a ValueError
-        raise CheckpointError(f"{path}: bad config: {_one_line(exc)}") from exc
+        raise CheckpointError(f"{path}: bad config: {one_line(exc)}") from exc
     try:
         training = json.loads(metadata.get("training", "{}"))
         tokenizer = Tokenizer(base64.b64decode(metadata["tokenizer"]), **json.loads(metadata.get("tokenizer_options", "{}")))
     except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: bad metadata ({_one_line(exc)})") from exc
+        raise CheckpointError(f"{path}: bad metadata ({one_line(exc)})") from exc
     if tokenizer.vocab_size != config.tgt_vocab_size:
         raise CheckpointError(
             f"{path}: tokenizer has {tokenizer.vocab_size} pieces but the config says {config.tgt_vocab_size}"
@@ -189,7 +189,3 @@ def _shape_mismatch(expected: dict[str, tuple], got: dict[str, tuple]) -> str | 
 
 def _dims(shape: tuple) -> str:
     return "x".join(map(str, shape)) or "scalar"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -35,10 +35,6 @@ NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf(in
 
 class CliError(Exception):
     """Ends a command-line program with ``error: <message>`` on stderr and exit code 2."""
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def fail(message: object) -> int:
@@ -136,6 +132,17 @@ def relay_warnings(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
         if issubclass(w.category, UserWarning):
             warn(w.message)
+
+
+def device(name: str | None) -> "torch.device":
+    """``--device`` as a torch device (auto, cpu, cuda, cuda:N), or ``CliError`` saying what to give."""
+    from .device import pick_device
+
+    try:
+        return pick_device(name)
+    except (ValueError, RuntimeError) as exc:  # torch.device("bogus") raises a RuntimeError
+        reason = str(exc) if isinstance(exc, ValueError) else f"unknown device {name!r}"
+        raise CliError(f"{reason}; use auto, cpu, cuda or cuda:N") from None
 
 
 def load(path: str | Path, device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None) -> "Checkpoint":

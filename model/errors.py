@@ -12,6 +12,11 @@ Every message is one line that says what is wrong in words a user understands.
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """``text`` (a message, an exception) on one line: its runs of whitespace, newlines included, as one space."""
+    return " ".join(str(text).split())
+
+
 class InputError(ValueError):
     """The text or settings given cannot be used; the message says why."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -25,7 +24,7 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, inference_layout
 from .config import ModelConfig
-from .tokenizer import APOSTROPHES, ELIDED_WORDS, SPACES_PATTERN, join_elision, split_elision_text
+from .tokenizer import APOSTROPHES, ELIDED_WORDS, SPACES_PATTERN, join_elision, prepare_split_french
 from .transformer import Transformer
 
 # Regard activation <-> Hugging Face ACT2FN name ("swish" and "silu" are the same function there).
@@ -36,7 +35,6 @@ _FROM_HF_ACTIVATION = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": 
 # "out" = its rows write them (linear weights and biases), "vec" = a LayerNorm vector, None = untouched.
 _ATTN = [("q_proj", "in", None), ("k_proj", "in", None), ("v_proj", "in", None), ("out_proj", "out", "out")]
 _FFN = [("ffn.linear1", "fc1", "in", None), ("ffn.linear2", "fc2", "out", "out")]
-_UNICODE_SPACES = re.compile(SPACES_PATTERN)  # made plain before the elision split, as Tokenizer._prepare does
 
 
 def is_marian_dir(path: str | Path) -> bool:
@@ -503,7 +501,7 @@ class MarianVocab:
         if text.startswith(">>") and end != -1:
             code, text = [text[: end + 2]], text[end + 2 :]
         if self.split_elision:
-            text = split_elision_text(_UNICODE_SPACES.sub(" ", text))
+            text = prepare_split_french(text)
         return code + self.source.encode(text, out_type=str)
 
     def encode(self, text: str) -> list[int]:

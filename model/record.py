@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from .checkpoint import Checkpoint, save_checkpoint
+from .checkpoint import REPO_ROOT, Checkpoint, save_checkpoint
 
 
 def store_in_record(ckpt: Checkpoint, updates: dict[str, Any]) -> None:
@@ -29,6 +29,11 @@ def store_score(ckpt: Checkpoint, name: str, result: dict[str, Any]) -> None:
     """Add ``result`` to the checkpoint's record under ``scores[name]``, rewriting the file in place."""
     store_in_record(ckpt, {"scores": {**ckpt.training.get("scores", {}), name: result}})
     print(f"  recorded as scores[{name!r}] in {ckpt.path}")
+
+
+def best_head(head_f1: list[list[float]]) -> tuple[int, int]:
+    """0-based (layer, head) of the highest F1 in a recorded (layers, heads) ``head_alignment`` table."""
+    return max(((l, h) for l, row in enumerate(head_f1) for h in range(len(row))), key=lambda lh: head_f1[lh[0]][lh[1]])
 
 
 def stored_dtype(path: str | Path) -> torch.dtype | None:
@@ -50,9 +55,8 @@ def public_path(path: str) -> str:
     else its last two parts (``/home/ana/runs/preln`` -> ``…/runs/preln``): where the training machine
     keeps its files is nobody's business, but which run or data file it was still reads."""
     p = Path(path)
-    root = Path(__file__).resolve().parent.parent
-    if p.is_relative_to(root):
-        return p.relative_to(root).as_posix() or "."
+    if p.is_relative_to(REPO_ROOT):
+        return p.relative_to(REPO_ROOT).as_posix() or "."
     parts = p.parts
     if "shared" in parts:
         return "../" + "/".join(parts[parts.index("shared"):])

@@ -19,26 +19,36 @@ import sentencepiece as spm
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
+# The elision rules, declared once: the regular expressions below are built from them, and the exports
+# that must redo them outside Python read them too (model/marian.py writes them into a Hugging Face
+# tokenizer.json in Oniguruma syntax, model/export.py into a CTranslate2 folder).
 # An elided French word (a single letter or one of the "-qu" conjunctions), then an apostrophe, then a
 # letter. "\b" before it keeps English contractions ("don't", "I'd", "it's") out: their letter before
 # the apostrophe is not a word of its own.
-_ELIDED = r"(?:[cdjlmnst]|qu|jusqu|lorsqu|puisqu|quoiqu|presqu)"
-_ELISION = re.compile(rf"\b({_ELIDED})(['’])(?=[^\W\d_])", re.IGNORECASE)
-_ELISION_SPLIT = re.compile(rf"\b({_ELIDED})(['’]) (?=[^\W\d_])", re.IGNORECASE)
-
+ELIDED_WORDS = ("c", "d", "j", "l", "m", "n", "s", "t", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu", "presqu")
+APOSTROPHES = "'’"
+_ELIDED = ("(?:[" + "".join(w for w in ELIDED_WORDS if len(w) == 1) + "]|"
+           + "|".join(w for w in ELIDED_WORDS if len(w) > 1) + ")")  # (?:[cdjlmnst]|qu|jusqu|...)
+_ELISION = re.compile(rf"\b({_ELIDED})([{APOSTROPHES}])(?=[^\W\d_])", re.IGNORECASE)
+_ELISION_SPLIT = re.compile(rf"\b({_ELIDED})([{APOSTROPHES}]) (?=[^\W\d_])", re.IGNORECASE)
 
 _SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
-# The same rules as data, for exports that must redo them outside Python (model/marian.py writes them
-# into a Hugging Face tokenizer.json in Oniguruma syntax, model/export.py into a CTranslate2 folder).
-ELIDED_WORDS = ("c", "d", "j", "l", "m", "n", "s", "t", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu", "presqu")
-APOSTROPHES = "'’"
 ELISION_PATTERN, ELISION_JOIN_PATTERN, SPACES_PATTERN = _ELISION.pattern, _ELISION_SPLIT.pattern, _SPACES.pattern
 
 
 def split_elision_text(text: str) -> str:
     """``"L'animal qu'il"`` -> ``"L' animal qu' il"``."""
     return _ELISION.sub(r"\1\2 ", text)
+
+
+def prepare_split_french(text: str) -> str:
+    """What a model trained with ``split_elision`` reads: Unicode spaces made plain, then the split.
+
+    The training data had its Unicode spaces made plain; French typography puts (narrow) no-break
+    spaces before "?!:;", which would otherwise reach the model as unseen bytes.
+    """
+    return split_elision_text(_SPACES.sub(" ", text))
 
 
 def join_elision(text: str) -> str:
@@ -129,9 +139,7 @@ class Tokenizer:
         return self._has_bytes
 
     def _prepare(self, text: str) -> str:
-        # The training data had its Unicode spaces made plain; French typography puts (narrow)
-        # no-break spaces before "?!:;", which would otherwise reach the model as unseen bytes.
-        return split_elision_text(_SPACES.sub(" ", text)) if self.split_elision else text
+        return prepare_split_french(text) if self.split_elision else text
 
     @property
     def vocab_size(self) -> int:

@@ -28,7 +28,7 @@ from .cli import CliError, Parser, warn
 from viz.trace_json import trace_to_json
 
 from .decoding import trace_translation, translate_batch
-from .device import pick_device, pick_dtype
+from .device import pick_dtype
 from .errors import InputError
 from .tokenizer import Tokenizer
 from .transformer import Transformer
@@ -100,11 +100,7 @@ def check_settings(args: argparse.Namespace) -> None:
 
 
 def load(args: argparse.Namespace):
-    try:
-        device = pick_device(args.device)
-    except (ValueError, RuntimeError) as exc:  # torch.device("bogus") raises a RuntimeError
-        reason = str(exc) if isinstance(exc, ValueError) else f"unknown device {args.device!r}"
-        raise CliError(f"{reason}; use auto, cpu, cuda or cuda:N") from None
+    device = cli.device(args.device)
     dtype = pick_dtype(args.dtype, device)
     ckpt = cli.load(args.checkpoint, device=device, dtype=dtype)
     limits.check_max_len(args.max_len, ckpt.config.max_positions)

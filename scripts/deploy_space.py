@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.cli import Parser  # noqa: E402  (one-line usage errors, as every program of Regard)
+from model.errors import one_line  # noqa: E402
 
 # What the Space needs: the entry point, its requirements, the packages app.py imports (model, ui, viz;
 # never training/ or benchmarks/) and the shipped checkpoints with their cards.
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # network or authentication: one line, not a traceback
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = one_line(exc) or type(exc).__name__
         print(f"error: upload to {args.repo_id} failed: {reason}", file=sys.stderr)
         return 1
     print(f"uploaded {len(entries)} files to {url}")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model import cli  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.memory import human_bytes, parameter_count  # noqa: E402
-from training.record import best_head  # noqa: E402
+from model.record import best_head  # noqa: E402
 
 # (score name in the record, label, bar or None for "reported") — the quality bars the pair is held to
 BARS = (

@@ -110,6 +110,12 @@ def test_train_refuses_a_run_folder_under_a_file(capsys, tmp_path, pairs):
     one_error(code, err, "is a file, not a folder")
 
 
+def test_train_refuses_an_unknown_device(capsys, tmp_path, pairs):
+    code, _, err = call(capsys, train.main, ["--train-path", str(pairs), "--dev-path", str(pairs),
+                                             "--out-dir", str(tmp_path / "run"), "--device", "bogus"])
+    one_error(code, err, "unknown device 'bogus'", "use auto, cpu")
+
+
 def test_train_refuses_a_bad_weight_and_a_bad_flag(capsys, tmp_path, pairs):
     code, _, err = call(capsys, train.main, ["--train-path", f"{pairs}:-1", "--out-dir", str(tmp_path / "r")])
     one_error(code, err)

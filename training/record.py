@@ -10,12 +10,8 @@ import sys
 
 from model import cli
 from model.checkpoint import DEFAULT_CHECKPOINT
+from model.record import best_head
 from model.memory import human_bytes, parameter_count
-
-
-def best_head(head_f1: list[list[float]]) -> tuple[int, int]:
-    """0-based (layer, head) of the highest F1 in a recorded (layers, heads) ``head_alignment`` table."""
-    return max(((l, h) for l, row in enumerate(head_f1) for h in range(len(row))), key=lambda lh: head_f1[lh[0]][lh[1]])
 
 
 def main(argv: list[str] | None = None) -> int:

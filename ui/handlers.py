@@ -17,6 +17,7 @@ import torch
 from model.decoding import InputError, Trace, source_ids, trace_batch, trace_translation
 from model.limits import split_to_fit
 from model.memory import process_rss_bytes
+from model.record import best_head as record_best_head
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 from viz.trace_json import trace_to_json
@@ -25,6 +26,7 @@ from .context import Context, LoadedModel
 from .inputs import (BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, refuse, unknown_share,
                      unknown_warning)
 from .texts import EXAMPLES, header_html
+
 
 def pick_model(ctx: Context, name: Any) -> LoadedModel:
     try:
@@ -248,6 +250,6 @@ def best_head(lm: LoadedModel) -> dict | None:
     shaped = isinstance(f1, list) and len(f1) == cfg.n_decoder_layers
     if not (shaped and all(isinstance(row, list) and len(row) == cfg.n_heads for row in f1)):
         return None  # not measured, or measured on another architecture
-    layer, head = max(((l, h) for l in range(len(f1)) for h in range(cfg.n_heads)), key=lambda lh: f1[lh[0]][lh[1]])
+    layer, head = record_best_head(f1)
     return {"layer": layer, "head": head, "f1": float(f1[layer][head]), "aligner": record.get("aligner"),
             "pairs": record.get("scored_pairs")}

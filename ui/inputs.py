@@ -94,10 +94,16 @@ def check_text(text: Any) -> str:
     if len(text) > MAX_REQUEST_CHARS:
         raise InputError(f"The text is {len(text)} characters long; the limit is {MAX_REQUEST_CHARS} per "
                          "translation: translate it in parts.")
+    return check_encodable(text, "The text")
+
+
+def check_encodable(text: str, what: str) -> str:
+    """``text`` unchanged, or an ``InputError`` naming ``what`` if it holds a lone UTF-16 surrogate,
+    which SentencePiece (and any UTF-8 writer) cannot take."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InputError(f"The text contains an invalid character at position {exc.start + 1} (a lone UTF-16 "
+        raise InputError(f"{what} contains an invalid character at position {exc.start + 1} (a lone UTF-16 "
                          "surrogate, e.g. half of an emoji): remove it and try again.") from None
     return text
 

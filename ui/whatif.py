@@ -26,8 +26,8 @@ from viz.whatif_json import alignment_json, beam_tree_json, lens_json, ranking_j
 
 from .context import Context, LoadedModel
 from .handlers import pick_model, refuse, translate
-from .inputs import (MAX_BEAM, MAX_LENGTH_PENALTY, BEAM, GREEDY, check_text, checked_choices, checked_slider,
-                     parse_settings, text_box)
+from .inputs import (MAX_BEAM, MAX_LENGTH_PENALTY, BEAM, GREEDY, check_encodable, check_text, checked_choices,
+                     checked_slider, parse_settings, text_box)
 from .texts import EXAMPLES
 
 PAIR = ("L'animal n'a pas traversé la rue parce qu'il était trop fatigué.",
@@ -115,11 +115,7 @@ def force_prefix(ctx: Context, text: Any, prefix: Any, model: Any = None) -> tup
     text, _ = _source(lm, text)
     if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX_CHARS:
         raise InputError(f"the English prefix must be text of at most {MAX_PREFIX_CHARS} characters")
-    try:  # the prefix is tokenised too, so a lone surrogate must be refused here, not crash SentencePiece
-        prefix.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"the English prefix contains an invalid character at position {exc.start + 1} "
-                         "(a lone UTF-16 surrogate)") from None
+    check_encodable(prefix, "The English prefix")  # tokenised too: refused here, not a crash in SentencePiece
     data = _forced_trace(ctx, lm, text, target_ids(lm.ckpt.tokenizer, prefix), prefix.strip())
     return data["translation"], data
 

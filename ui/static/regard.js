@@ -675,6 +675,7 @@
   R.loadRuns = function (runs) { S.runs = runs; render(); }; // render() redraws the compare buttons with their labels
   R.go = go;
   R.colour = colour; // the one colour scale: whatif.js draws its maps with it too
+  R.slug = slug; R.download = download; // and names and saves its exports the same way
   R.figures = () => Object.fromEntries(Object.entries(figures).map(([id, f]) => [id, f.type === "grid" ? { type: f.type, panels: f.spec.panels.length, cur: f.spec.panels[0].cur, hiRow: f.spec.panels[0].hiRow, hiCol: f.spec.panels[0].hiCol } : { type: f.type, cur: f.spec.cur, hiRow: f.spec.hiRow, hiCol: f.spec.hiCol, rows: f.spec.rows, cols: f.spec.cols }]));
   R.render = render;
 

@@ -39,21 +39,17 @@
       const c = t >= 0 ? [220, 38, 38] : [37, 99, 235];
       return `rgb(${c.map((x) => Math.round(255 + a * (x - 255))).join(",")})`;
     }
-    const t = Math.max(0, Math.min(1, v));
-    // the explorer's colour scale (regard.js), so a weight looks the same on every tab
-    if (window.regard && window.regard.colour) return window.regard.colour(t);
-    return `rgb(${Math.round(248 - t * 218)},${Math.round(250 - t * 223)},${Math.round(252 - t * 177)})`;
+    // the explorer's colour scale (regard.js, in the same script before this file), so a weight looks
+    // the same on every tab
+    return window.regard.colour(Math.max(0, Math.min(1, v)));
   }
   W.shade = shade;
   /* A PNG button on the map's figure (named after the map and its title, which the image carries). */
   function pngButton(canvas, title) {
     const box = canvas.parentElement; let b = box.querySelector(":scope > .wi-png");
     if (!b) { b = document.createElement("button"); b.className = "wi-png"; b.textContent = "PNG"; b.title = "Download this map as PNG"; box.insertBefore(b, canvas); }
-    const slug = String(title || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50);
-    b.onclick = () => canvas.toBlob((blob) => {
-      const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = "regard-" + canvas.id + (slug ? "-" + slug : "") + ".png";
-      document.body.appendChild(a); a.click(); setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
-    }, "image/png");
+    const name = "regard-" + canvas.id + (title ? "-" + window.regard.slug(title, 50) : "") + ".png";
+    b.onclick = () => canvas.toBlob((blob) => window.regard.download(name, blob), "image/png");
   }
   /* spec: {rows, cols, values (rows*cols), vmax, diverging, cur (row outlined), title} -> draws into canvas. */
   function heat(canvas, spec) {
