@@ -61,16 +61,16 @@ class Forced:
 Strategy = Union[Greedy, Beam, Forced]
 
 
-def check_prefix(model: Transformer, prefix: tuple[int, ...] | list[int], max_len: int) -> None:
-    """Refuse a forced prefix the model cannot continue: ``InputError`` with the reason."""
+def check_prefix(model: Transformer, prefix: tuple[int, ...] | list[int], max_len: int, what: str = "forced") -> None:
+    """Refuse a forced (or sent-back ``what``) prefix the model cannot continue: ``InputError`` with the reason."""
     cfg = model.config
     if len(prefix) > max_len:
-        raise InputError(f"the forced prefix has {len(prefix)} tokens; at most {max_len} tokens are decoded")
+        raise InputError(f"the {what} prefix has {len(prefix)} tokens; at most {max_len} tokens are decoded")
     for i, tok in enumerate(prefix):
         if not 0 <= tok < cfg.tgt_vocab_size or tok in (cfg.pad_id, cfg.bos_id):
-            raise InputError(f"forced token {tok} at position {i} is not a token the model can output")
+            raise InputError(f"{what} token {tok} at position {i} is not a token the model can output")
         if tok == cfg.eos_id and i != len(prefix) - 1:
-            raise InputError("a forced prefix can only end with </s>, not contain it")
+            raise InputError(f"a {what} prefix can only end with </s>, not contain it")
 
 
 # --- what the loop hands out ---------------------------------------------------------------------------

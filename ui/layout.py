@@ -20,7 +20,7 @@ from model.positional import sinusoidal_encoding
 from viz.curves import has_curves, training_curves
 from viz.positional import default_dims, encoding_curves, encoding_heatmap, similarity_heatmap
 
-from . import handlers, whatif
+from . import explain, handlers, whatif
 from .context import Context
 from .inputs import (BEAM, FP32, GREEDY, MAX_BEAM, MAX_LENGTH_PENALTY, WEIGHT_CHOICES, checked_choices,
                      checked_slider, refuse, text_box)
@@ -36,7 +36,7 @@ LOAD_JS = "(t) => { if (window.regard) window.regard.load(t); }"
 
 def page_assets() -> dict[str, str]:
     """Theme, stylesheet and the explorer script, as ``launch`` takes them (inline: no extra route to serve)."""
-    script = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.js", "whatif.js"))
+    script = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.js", "whatif.js", "layernorm.js"))
     css = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.css", "whatif.css"))
     return dict(css=css, head=f"<script>{script}</script>")
 
@@ -159,6 +159,7 @@ def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE
                              for m in ctx.models}, max_height=500)
         url = text_box(visible=False)
         startup = gr.JSON(visible="hidden")
+        explain_events(ctx, model_q)
 
         # --- events ---------------------------------------------------------------------------------------
         controls = [decoding, beam_size, length_penalty, max_len, use_cache]
@@ -208,6 +209,22 @@ def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE
                           api_visibility="private", **model_q).success(**load_runs)
     demo.queue(default_concurrency_limit=ctx.concurrency, max_size=max_queue)
     return demo
+
+
+def explain_events(ctx: Context, model_q: dict) -> None:
+    """The hidden endpoints behind the explanation views (``ui.explain``): ``regard.explain(what)`` queues the
+    request's values, clicks ``#rg-x-<what>``, and this event's ``js`` hands them to the server; the answer goes
+    back to ``regard.loadExplain``. API clients call the same endpoints by name."""
+    for what, (fn, extra) in explain.ENDPOINTS.items():
+        boxes = [text_box(visible=False) for _ in range(3 + len(extra))]  # text, generated ids, *extra, model
+        button = gr.Button(what, visible="hidden", elem_id=f"rg-x-{what}")
+        out = gr.JSON(visible="hidden")
+        handler = partial(fn, ctx)
+        handler.__name__ = what  # type: ignore[attr-defined]
+        event = button.click(handler, boxes, out, api_name=what, trigger_mode="multiple",
+                             js=f"(...now) => window.regard.explainArgs({what!r}, now)", **model_q)
+        event.success(None, out, None, queue=False, js=f"(d) => {{ if (window.regard) window.regard.loadExplain({what!r}, d); }}")
+        event.failure(None, None, None, queue=False, js=f"() => {{ if (window.regard) window.regard.explainFailed({what!r}); }}")
 
 
 def positional_tab(ctx: Context) -> None:

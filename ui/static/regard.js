@@ -312,6 +312,7 @@
 
   // --- the DOM around the figures ----------------------------------------------------------------------------
   let root = null;
+  const viewButtons = () => Object.keys(VIEWS).map((v) => `<button data-view="${v}">${esc(VIEWS[v].label)}</button>`).join("");
   const $ = (sel) => root.querySelector(sel);
   function skeleton() {
     root.innerHTML = `
@@ -326,7 +327,7 @@
           <span id="rg-step-info" class="rg-step-info"></span>
         </div>
         <div class="rg-viewrow">
-          <span class="rg-seg" id="rg-views">${Object.keys(VIEWS).map((v) => `<button data-view="${v}">${VIEWS[v].label}</button>`).join("")}</span>
+          <span class="rg-seg" id="rg-views">${viewButtons()}</span>
           <label class="rg-kind">map <select id="rg-kind">${Object.keys(KINDS).map((k) => `<option value="${k}">${KINDS[k]}</option>`).join("")}</select></label>
           <label>layer <select id="rg-layer"></select></label>
           <label>head <select id="rg-head"></select></label>
@@ -407,12 +408,14 @@
       ` · <span id="rg-weights-ran" class="rg-weights-${esc(weightsOf(t))}">${esc(weightsOf(t))} weights</span>`;
     root.querySelectorAll("#rg-views button").forEach((b) => b.classList.toggle("rg-on", b.dataset.view === S.view));
     const kind = S.view === "attention" ? S.kind : "decoder", nl = t.layers[kind === "encoder" ? "encoder" : "decoder"];
+    const view = VIEWS[S.view], maps = view.controls ? view.controls.includes("layer") : S.view !== "cost";
     $("#rg-kind").value = S.kind; $("#rg-kind").parentElement.style.display = S.view === "attention" ? "" : "none";
-    for (const id of ["#rg-layer", "#rg-head", "#rg-scale"]) $(id).parentElement.style.display = S.view === "cost" ? "none" : ""; // no maps there
+    for (const id of ["#rg-layer", "#rg-head", "#rg-scale"]) $(id).parentElement.style.display = maps ? "" : "none"; // no maps there
     selectOptions($("#rg-layer"), Array.from({ length: nl }, (_, i) => [i, String(i + 1)]), layerOf(t, kind));
     const heads = [[HEAD_MEAN, "mean"], [HEAD_GRID, "grid"]].concat(Array.from({ length: t.heads }, (_, h) => [h, String(h + 1)]));
     selectOptions($("#rg-head"), heads, S.head); $("#rg-scale").value = S.scale;
-    $("#rg-caption").innerHTML = S.view === "step" ? stepCaption(t) : S.view === "attention" && S.kind !== "encoder" ? stepCaption(t) : "";
+    $("#rg-caption").innerHTML = view.caption ? view.caption(t) : S.view === "step" ? stepCaption(t) : S.view === "attention" && S.kind !== "encoder" ? stepCaption(t) : "";
+    if (view.onEnter) view.onEnter(t); // an extension asks the server for its data here (once per trace: it caches)
     const host = $("#rg-figures"), width = host.clientWidth;
     const wanted = VIEWS[S.view].figures(t), ids = new Set(wanted.map((f) => f[0]));
     host.querySelectorAll("figure.rg-fig").forEach((f) => { if (!ids.has(f.dataset.fig)) f.remove(); });
@@ -427,6 +430,7 @@
     });
     stats(t);
     notices(t);
+    renderListeners.forEach((fn) => fn(t));
     writeUrl();
     R.lastRenderMs = performance.now() - t0;
     root.dataset.step = String(S.step);
@@ -477,6 +481,7 @@
     return null;
   }
   function describe(c) {
+    if (c.fig.describe) return c.fig.describe(c.q, c.k, c.g);
     const { g, q, k } = c, v = g.spec.values[q * g.nk + k];
     const kind = c.fig.meta.kind, query = kind === "encoder" ? "source " + g.spec.rows[q] : "step " + (q + 1) + " (" + g.spec.rows[q] + ")";
     const key = (kind === "decoder" ? "decoder input " : "source ") + g.spec.cols[k];
@@ -494,10 +499,13 @@
     const c = cellAt(box, e); if (!c) return;
     if (c.g.head != null && S.head === HEAD_GRID) { S.head = c.g.head; render(); return; } // enlarge one head
     const id = box.dataset.fig;
+    if (!c.fig.meta || !c.fig.meta.kind) { if (c.fig.onClick) c.fig.onClick(c.q, c.k, c.g); return; } // an extension's figure
     S.pinned[id] = { head: c.fig.meta.head, cell: [c.q, c.k] };
     if (c.fig.meta.kind !== "encoder") S.step = c.q;
     render();
     root.querySelector(`figure[data-fig="${id}"] .rg-readout`).textContent = "Selected: " + describe(c);
+    const m = c.fig.meta;
+    cellListeners.forEach((fn) => fn({ kind: m.kind, layer: m.layer, head: m.head, q: c.q, k: c.k, figure: id }));
   }
   document.addEventListener("keydown", (e) => {
     if (!S.trace || !root || e.target.closest("input, textarea, select, [contenteditable]")) return;
@@ -516,7 +524,7 @@
   const baseName = (t) => "regard-" + slug(t.model || "model", 24) + "-" + slug(t.source_text, 40);
   function exportAbout(id, fig) {
     const t = S.trace, m = fig.meta || {}, n = t.steps.length;
-    const what = [KINDS[m.kind] || { topk: "next-token probabilities", latency: "latency per step", kv: "KV cache" }[id] || id, "model " + (t.model || "–"), weightsOf(t) + " weights", "step " + (S.step + 1) + " of " + n];
+    const what = [KINDS[m.kind] || m.about || { topk: "next-token probabilities", latency: "latency per step", kv: "KV cache" }[id] || id, "model " + (t.model || "–"), weightsOf(t) + " weights", "step " + (S.step + 1) + " of " + n];
     if (m.layer != null) what.push("layer " + (m.layer + 1), m.head == null ? "all heads" : headName(m.head));
     const name = baseName(t) + "-" + id + "-step" + (S.step + 1) + (m.layer != null ? "-layer" + (m.layer + 1) + "-" + (m.head == null ? "grid" : m.head === HEAD_MEAN ? "mean" : "head" + (m.head + 1)) : "");
     return { lines: ["“" + t.source_text + "” → “" + t.translation + "”", what.join(" · ")], name };
@@ -547,6 +555,7 @@
     const q = new URLSearchParams({ s: inputText(t), decoding: t.beam_size > 1 ? "beam" : "greedy", beam: t.beam_size, lp: t.length_penalty ?? 1,
       max: t.max_len || 0, cache: t.use_cache ? 1 : 0, model: t.model || "", weights: weightsOf(t), step: S.step + 1, view: S.view, kind: S.kind,
       layer: layerOf(t, S.view === "attention" ? S.kind : "decoder") + 1, head: S.head === HEAD_MEAN || S.head === HEAD_GRID ? S.head : S.head + 1, scale: S.scale });
+    urlWriters.forEach((fn) => fn(q));
     if (q.get("s").length > 2000) q.delete("s"); // a long text would make the address too long to send back
     const hash = "#" + q.toString();
     if (location.hash !== hash) history.replaceState(null, "", hash);
@@ -561,6 +570,7 @@
     if (h != null) S.chosen = true;
     if (q.get("scale") === "auto" || q.get("scale") === "fixed") S.scale = q.get("scale");
     if (int("step")) S.step = int("step") - 1;
+    urlReaders.forEach((fn) => fn(q));
   }
   R.urlQuery = () => { S.pendingUrl = location.hash || ""; return S.pendingUrl; };
 
@@ -678,6 +688,49 @@
   R.slug = slug; R.download = download; // and names and saves its exports the same way
   R.figures = () => Object.fromEntries(Object.entries(figures).map(([id, f]) => [id, f.type === "grid" ? { type: f.type, panels: f.spec.panels.length, cur: f.spec.panels[0].cur, hiRow: f.spec.panels[0].hiRow, hiCol: f.spec.panels[0].hiCol } : { type: f.type, cur: f.spec.cur, hiRow: f.spec.hiRow, hiCol: f.spec.hiCol, rows: f.spec.rows, cols: f.spec.cols }]));
   R.render = render;
+
+  /* --- extensions (cell.js, attribution.js, layernorm.js): views, figure types, clicks, server data ------------
+     A view: {label, figures(t) -> [[id, {type, spec, meta: {about}, describe?(q, k), onClick?(q, k)}]],
+     caption?(t) -> html, onEnter?(t) (each render of the view: request data there), controls?: ["layer", ...]}. */
+  const cellListeners = [], renderListeners = [], urlWriters = [], urlReaders = [], explainListeners = {};
+  R.addView = function (name, view) {
+    VIEWS[name] = view;
+    const bar = root && root.querySelector("#rg-views"); if (bar) bar.innerHTML = viewButtons();
+  };
+  R.addFigureType = (type, draw) => { DRAW[type] = draw; };
+  R.onCellClick = (fn) => { cellListeners.push(fn); };
+  R.onRender = (fn) => { renderListeners.push(fn); };
+  R.urlKeys = (write, read) => { if (write) urlWriters.push(write); if (read) urlReaders.push(read); };
+  R.trace = () => S.trace;
+  R.root = () => root;
+  /* Server data for the current trace: ``what`` names a hidden endpoint of ui/layout.py (#rg-x-<what>), whose
+     inputs are (text, generated ids, ...EXPLAIN_ARGS[what], model); the answer reaches onExplain(what) listeners
+     with the request echoed in ``data.request``. Requests wait in order, so two quick clicks both arrive. */
+  const EXPLAIN_ARGS = { layernorm: [] };
+  const pendingExplain = {};
+  R.explainRequest = function (what, params) {
+    const t = S.trace; if (!t) return null;
+    const args = [t.source_text, t.steps.map((s) => s.token_id).join(" ")].concat((EXPLAIN_ARGS[what] || []).map((k) => params[k]), [t.model || ""]);
+    return args;
+  };
+  R.explain = function (what, params) {
+    const args = R.explainRequest(what, params || {}); if (!args) return false;
+    (pendingExplain[what] = pendingExplain[what] || []).push(args);
+    const g = document.querySelector("#rg-x-" + what); if (!g) return false;
+    (g.querySelector("button") || g).click();
+    return true;
+  };
+  R.explainArgs = (what, now) => { const q = pendingExplain[what] || []; return q.length ? q.shift() : now; };
+  R.onExplain = (what, fn) => { (explainListeners[what] = explainListeners[what] || []).push(fn); };
+  R.loadExplain = function (what, data) { clearErrors(); (explainListeners[what] || []).forEach((fn) => fn(data, null)); };
+  R.explainFailed = function (what) { (explainListeners[what] || []).forEach((fn) => fn(null, "failed")); };
+  function f32(item) {
+    const b = bytes(item.data);
+    return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); // little-endian, as every browser's typed arrays
+  }
+  R.lib = { C, FONT, colour, LUT, esc, clip, textWidth, fit, CanvasPainter, SvgPainter, download, slug, baseName, DRAW,
+    heatmapFigure, barsFigure, linesFigure, gridFigure, heatmapLayout, pct, bytesText, f32, stepRows, headName, KINDS,
+    exportFigure: (id, format) => exportFigure(id, format), figureBox: (id) => figureBox(id) };
 
   /* The compare tab: every model's translation and cross-attention of one sentence, side by side. */
   R.loadCompare = function (list) {
