@@ -36,10 +36,10 @@ from model.errors import one_line  # noqa: E402
 INCLUDE = (
     "app.py",
     "requirements.txt",
-    "model/*.py",
-    "ui/*.py",
+    "model/**/*.py",  # with its subpackages (model/explain)
+    "ui/**/*.py",
     "ui/static/*",
-    "viz/*.py",
+    "viz/**/*.py",
     "checkpoints/*.safetensors",
     "checkpoints/*.md",
 )
