@@ -6,6 +6,7 @@ session state at all (and ``ui.server.LeanSessions`` keeps Gradio from keeping a
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -16,7 +17,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
 
 from model.checkpoint import Checkpoint, load_model
 from model.decoding import InputError
@@ -313,3 +316,12 @@ def load_context(paths: Sequence[str | Path], device: str = "cpu", concurrency: 
     for lm in models:  # the record is served (Model tab, /config): no path of the training machine in it
         lm.ckpt.training = public_record(lm.ckpt.training)
     return Context(models, concurrency=concurrency)
+
+
+@contextlib.contextmanager
+def model_call(ctx: Context, lm: LoadedModel, grad: bool = False) -> Iterator[None]:
+    """One model call through the gate (``ctx.in_flight``: the concurrency bound is measured on it), counted
+    in ``lm.runs``; no autograd inside unless ``grad`` (gradient attributions)."""
+    with ctx.in_flight, (contextlib.nullcontext() if grad else torch.inference_mode()):
+        yield
+    lm.runs += 1

@@ -3,30 +3,21 @@
 Each takes a finished translation as the page holds it (the French it read and the ids it generated,
 ``steps[t].token_id`` of its trace) plus the model's name, so nothing is translated again; the views
 (``static/layernorm.js``) ask for them through hidden events of ``ui.layout`` (``regard.explain``), and
-API clients call them by name. They run on the one
-bounded model queue and the model gate, and their answers are kept in the app's byte-bounded cache.
+API clients call them by name. They run on the one bounded model queue and the model gate
+(``context.model_call``), and their answers are kept in the app's byte-bounded cache.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import torch
-
-from model.decoding import InputError, default_max_len, pad_batch, source_ids
+from model.decoding import default_max_len, pad_batch, source_ids
 from model.explain.residual import residual_stats
 from model.search import Greedy, check_prefix, generate
 
-from .context import Context, LoadedModel
+from .context import Context, LoadedModel, model_call
 from .handlers import pick_model
-from .inputs import check_text, refuse
+from .inputs import check_text, guarded
 from .whatif import parse_ids
-
-@contextlib.contextmanager
-def _gate(ctx: Context, lm: LoadedModel) -> Iterator[None]:
-    with ctx.in_flight:
-        yield
-    lm.runs += 1
 
 
 def _request(ctx: Context, text: Any, generated_ids: Any, model: Any) -> tuple[LoadedModel, str, list[int], list[int]]:
@@ -48,29 +39,18 @@ def _cached(ctx: Context, key: tuple, run: Callable[[], dict]) -> dict:
     return data
 
 
-def _guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
-    def run(ctx: Context, *args: Any) -> dict:
-        try:
-            return fn(ctx, *args)
-        except InputError as exc:
-            raise refuse(str(exc)) from None
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    return run
-
-
 def _echo(what: str, lm: LoadedModel, text: str, generated: list[int], **extra: Any) -> dict:
     return {"what": what, "request": {"model": lm.name, "text": text, "generated": generated, **extra}}
 
 
 def _greedy(lm: LoadedModel, src: list[int]) -> list[int]:
-    """The model's own greedy translation of ``src``, eos included (what a trace's steps hold)."""
+    """The model's own greedy translation of ``src``, eos included (what a trace's steps hold); inside ``model_call``."""
     model = lm.ckpt.model
-    with torch.inference_mode():
-        hyp = generate(model, pad_batch([src], model.config.pad_id), Greedy(), default_max_len(model, len(src))).hypotheses[0]
+    hyp = generate(model, pad_batch([src], model.config.pad_id), Greedy(), default_max_len(model, len(src))).hypotheses[0]
     return list(hyp.tokens) + ([model.config.eos_id] if hyp.finished else [])
 
 
-@_guarded
+@guarded
 def layernorm(ctx: Context, text: Any, generated_ids: Any, model: Any = None) -> dict:
     """The residual stream around every sub-layer and LayerNorm, for every loaded model on this sentence:
     the named one on the ids sent, each other one on its own greedy translation (``models``: a list)."""
@@ -79,7 +59,7 @@ def layernorm(ctx: Context, text: Any, generated_ids: Any, model: Any = None) ->
     def one(other: LoadedModel) -> dict:
         ckpt = other.ckpt
         ids = src if other is lm else source_ids(ckpt.model, ckpt.tokenizer, text)
-        with _gate(ctx, other):
+        with model_call(ctx, other):
             out = generated if other is lm else _greedy(other, ids)
             stats = residual_stats(ckpt.model, ids, out)
         return {"model": other.name, "norm": ckpt.config.norm, "translation": ckpt.tokenizer.decode(out),

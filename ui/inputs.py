@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from typing import Any
+from functools import wraps
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -28,6 +29,16 @@ def refuse(message: str) -> gr.Error:
     instead of becoming a live link in Regard's own pop-up.
     """
     return gr.Error(html.escape(message, quote=False), title=ERROR_TITLE, print_exception=False)
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with bad input (an ``InputError``) reported as ``refuse`` does: a toast with text, no traceback."""
+    @wraps(fn)  # keeps the signature: the API's parameter names are the function's
+    def run(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except InputError as exc:
+            raise refuse(str(exc)) from None
+    return run
 
 GREEDY, BEAM = "Greedy", "Beam search"
 FP32, INT8 = "fp32", "int8"  # the weights a translation runs with: as trained, or dynamically quantised

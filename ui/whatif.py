@@ -7,10 +7,9 @@ public API endpoint (``api_name`` below) on the one bounded model queue. Results
 """
 from __future__ import annotations
 
-import contextlib
 import re
-from functools import partial, wraps
-from typing import Any, Callable, Iterator
+from functools import partial
+from typing import Any, Callable
 
 import gradio as gr
 import torch
@@ -24,10 +23,10 @@ from model.search import Greedy, generate
 from viz.trace_json import trace_to_json
 from viz.whatif_json import alignment_json, beam_tree_json, lens_json, ranking_json, step_probs
 
-from .context import Context, LoadedModel
-from .handlers import pick_model, refuse, translate
+from .context import Context, LoadedModel, model_call
+from .handlers import pick_model, translate
 from .inputs import (MAX_BEAM, MAX_LENGTH_PENALTY, BEAM, GREEDY, check_encodable, check_text, checked_choices,
-                     checked_slider, parse_settings, text_box)
+                     checked_slider, guarded, parse_settings, text_box)
 from .texts import EXAMPLES
 
 PAIR = ("L'animal n'a pas traversé la rue parce qu'il était trop fatigué.",
@@ -73,29 +72,10 @@ def parse_heads(value: Any, counts: dict[str, int], n_heads: int) -> list[tuple[
     return sorted(set(heads))
 
 
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input -> a ``gr.Error`` with its text (never a traceback)."""
-    @wraps(fn)  # keeps the signature: the API's parameter names are the function's
-    def run(ctx: Context, *args: Any) -> Any:
-        try:
-            return fn(ctx, *args)
-        except InputError as exc:
-            raise refuse(str(exc)) from None
-    return run
-
-
-@contextlib.contextmanager
-def _model_call(ctx: Context, lm: LoadedModel) -> Iterator[None]:
-    """Counts the call in flight (the concurrency bound is measured on it); no autograd inside."""
-    with ctx.in_flight, torch.inference_mode():
-        yield
-    lm.runs += 1
-
-
 # --- forced prefix and branching --------------------------------------------------------------------------
 def _forced_trace(ctx: Context, lm: LoadedModel, text: str, prefix: list[int], head_text: str = "") -> dict:
     model, tok = lm.ckpt.model, lm.ckpt.tokenizer
-    with _model_call(ctx, lm):
+    with model_call(ctx, lm):
         trace = trace_translation(model, tok, text, prefix=prefix or None)
     data = trace_to_json(trace, lm.ckpt.config)
     data.update(model=lm.name, forced=[s.forced for s in trace.steps], n_forced=trace.n_forced,
@@ -104,7 +84,7 @@ def _forced_trace(ctx: Context, lm: LoadedModel, text: str, prefix: list[int], h
     return data
 
 
-@_guard
+@guarded
 def force_prefix(ctx: Context, text: Any, prefix: Any, model: Any = None) -> tuple[str, dict]:
     """Force the English ``prefix`` (text; empty = plain greedy), then let the model continue greedily.
 
@@ -120,7 +100,7 @@ def force_prefix(ctx: Context, text: Any, prefix: Any, model: Any = None) -> tup
     return data["translation"], data
 
 
-@_guard
+@guarded
 def branch(ctx: Context, text: Any, prefix_ids: Any, model: Any = None) -> tuple[str, str, dict]:
     """Force exact target ids (e.g. the first t tokens of a translation plus a top-k candidate at step t)
     and continue greedily. Returns the prefix as text, the translation and the trace (as ``force_prefix``)."""
@@ -131,7 +111,7 @@ def branch(ctx: Context, text: Any, prefix_ids: Any, model: Any = None) -> tuple
 
 
 # --- beam tree ----------------------------------------------------------------------------------------------
-@_guard
+@guarded
 def beam_tree(ctx: Context, text: Any, beam_size: Any, length_penalty: Any, model: Any = None) -> dict:
     """Beam search with its whole tree: every candidate of every step (kept, pruned, finished), its
     log-probability and length-normalised score, and the attention of the row that scored it."""
@@ -139,7 +119,7 @@ def beam_tree(ctx: Context, text: Any, beam_size: Any, length_penalty: Any, mode
     text, _ = _source(lm, text)
     settings = parse_settings(BEAM, beam_size, length_penalty, 0, True, lm.ckpt.config.max_positions)
     tok = lm.ckpt.tokenizer
-    with _model_call(ctx, lm):
+    with model_call(ctx, lm):
         trace = trace_translation(lm.ckpt.model, tok, text, beam_size=settings.beam_size,
                                   length_penalty=settings.length_penalty)
     data = beam_tree_json(trace.tree, tok)
@@ -164,7 +144,7 @@ def _greedy_probs(lm: LoadedModel, src: torch.Tensor, cap: int, mask: Any) -> tu
     return ids, step_probs(tok, ids, [p.logprob for p in hyp.path]), tok.decode(hyp.tokens)
 
 
-@_guard
+@guarded
 def ablate(ctx: Context, text: Any, heads: Any, model: Any = None) -> dict:
     """Re-translate with ``heads`` switched off ("kind:layer:head", 1-based; e.g. "cross:4:1 cross:4:2").
 
@@ -179,7 +159,7 @@ def ablate(ctx: Context, text: Any, heads: Any, model: Any = None) -> dict:
     src = torch.tensor([ids], device=next(m.parameters()).device)  # (1, S)
     cap = default_max_len(m, len(ids))
     key = ("whatif-rank", lm.name, text)
-    with _model_call(ctx, lm):
+    with model_call(ctx, lm):
         base_ids, base_steps, base_text = _greedy_probs(lm, src, cap, None)
         mask = head_mask(m, off)
         abl_ids, abl_steps, abl_text = _greedy_probs(lm, src, cap, mask)
@@ -204,7 +184,7 @@ def _greedy_ids(lm: LoadedModel, src: torch.Tensor, cap: int) -> list[int]:
     return [p.token_id for p in generate(lm.ckpt.model, src, Greedy(), cap, top_k=1, record=True).hypotheses[0].path]
 
 
-@_guard
+@guarded
 def alignment(ctx: Context, text: Any, model: Any = None) -> dict:
     """Word alignment of the greedy translation read from cross-attention: word attention of every head
     and layer mean (pieces merged into words: see ``model.alignment``), and each layer mean's links."""
@@ -212,7 +192,7 @@ def alignment(ctx: Context, text: Any, model: Any = None) -> dict:
     text, ids = _source(lm, text)
     m, tok = lm.ckpt.model, lm.ckpt.tokenizer
     src = torch.tensor([ids], device=next(m.parameters()).device)  # (1, S)
-    with _model_call(ctx, lm):
+    with model_call(ctx, lm):
         out = _greedy_ids(lm, src, default_max_len(m, len(ids)))
         if not [i for i in out if i != m.config.eos_id]:
             raise InputError("the translation is empty (the model ended at once): there are no English words to align")
@@ -226,7 +206,7 @@ def alignment(ctx: Context, text: Any, model: Any = None) -> dict:
     return data
 
 
-@_guard
+@guarded
 def lens(ctx: Context, text: Any, model: Any = None) -> dict:
     """Logit lens over the greedy translation: per step, the piece each decoder layer would output
     (final norm + output projection applied to that layer's state) and its probability."""
@@ -234,7 +214,7 @@ def lens(ctx: Context, text: Any, model: Any = None) -> dict:
     text, ids = _source(lm, text)
     m = lm.ckpt.model
     src = torch.tensor([ids], device=next(m.parameters()).device)  # (1, S)
-    with _model_call(ctx, lm):
+    with model_call(ctx, lm):
         out = _greedy_ids(lm, src, default_max_len(m, len(ids)))
         result = logit_lens(m, ids, out)
     data = lens_json(result, lm.ckpt.tokenizer, out)
