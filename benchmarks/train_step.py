@@ -4,7 +4,7 @@
 
 Compares, on the same random batch: fp32 vs bf16 autocast, the fused SDPA kernel vs the math kernel
 for attention, nn.Dropout vs model.dropout.FastDropout, and ``F.cross_entropy`` over padded logits
-vs ``training.loss.linear_cross_entropy`` (projection and loss fused, real positions only). Target
+vs ``model.loss.linear_cross_entropy`` (projection and loss fused, real positions only). Target
 rows end in padding like a token-bucketed batch (lengths drawn between 70% and 100% of --tgt-len).
 Prints ms/step and real target tokens/s, and each variant's speed relative to the first line.
 """
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.config import ModelConfig  # noqa: E402
 from model.dropout import FastDropout  # noqa: E402
 from model.transformer import Transformer  # noqa: E402
-from training.loss import linear_cross_entropy  # noqa: E402
+from model.loss import linear_cross_entropy  # noqa: E402
 
 
 def use_torch_dropout(model: Transformer) -> None:

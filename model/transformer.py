@@ -234,14 +234,21 @@ class Transformer(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.embed.weight if self.config.tie_embeddings else self.lm_head.weight  # (V, D)
 
-    def embed_tokens(self, ids: torch.Tensor, embedding: nn.Embedding, offset: int = 0) -> torch.Tensor:
-        """ids (B, L) -> (B, L, D): scaled embeddings plus positional encodings from ``offset``."""
+    def embed_tokens(
+        self, ids: torch.Tensor, embedding: nn.Embedding, offset: int = 0, embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ids (B, L) -> (B, L, D): scaled embeddings plus positional encodings from ``offset``.
+
+        ``embeds`` (B, L, D), when given, replaces the looked-up rows (before the sqrt(d) scale): how
+        attribution (model/explain/attribution.py) runs this very forward on interpolated embeddings.
+        """
         length = ids.size(1)
         if offset + length > self.config.max_positions:
             raise ValueError(
                 f"sequence of {offset + length} positions exceeds max_positions={self.config.max_positions}"
             )
-        x = F.embedding(ids, embedding.weight) * math.sqrt(self.config.d_model)  # (B, L, D); nn.Embedding's op
+        rows = F.embedding(ids, embedding.weight) if embeds is None else embeds  # (B, L, D); nn.Embedding's op
+        x = rows * math.sqrt(self.config.d_model)  # (B, L, D)
         x = x + self.pe[offset : offset + length].to(x.dtype)  # (B, L, D)
         return self.embed_dropout(x) if self.training else x
 
@@ -263,10 +270,19 @@ class Transformer(nn.Module):
         return F.linear(x, self.output_weight(), self.output_bias)
 
     # --- inference ------------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, need_weights: bool = False, head_mask: HeadMask | None = None) -> EncoderOutput:
-        """src (B, S) ids, padded with pad_id -> memory (B, S, D), plus per-layer (B, H, S, S) weights."""
+    def encode(
+        self,
+        src: torch.Tensor,
+        need_weights: bool = False,
+        head_mask: HeadMask | None = None,
+        embeds: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """src (B, S) ids, padded with pad_id -> memory (B, S, D), plus per-layer (B, H, S, S) weights.
+
+        ``embeds`` (B, S, D) replaces the source's token embeddings (``embed_tokens``); ``src`` still gives the padding.
+        """
         src_mask = src != self.config.pad_id  # (B, S)
-        x = self.embed_tokens(src, self.src_embedding())
+        x = self.embed_tokens(src, self.src_embedding(), embeds=embeds)
         bias = key_bias(src_mask, x.dtype)  # (B, 1, 1, S) or None
         weights = [] if need_weights else None
         for i, layer in enumerate(self.encoder_layers):
@@ -283,13 +299,15 @@ class Transformer(nn.Module):
         need_weights: bool = False,
         head_mask: HeadMask | None = None,
         states: list[torch.Tensor] | None = None,
+        embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[torch.Tensor] | None]:
         """tgt (B, T) -> hidden states (B, T, D) and per-layer self/cross weights when asked for.
 
         ``states``, when given a list, receives each decoder layer's output (B, T, D) (the logit lens).
+        ``embeds`` (B, T, D) replaces the target's token embeddings (``embed_tokens``).
         """
         offset = cache.length if cache is not None else 0
-        x = self.embed_tokens(tgt, self.tgt_embedding(), offset)  # (B, T, D)
+        x = self.embed_tokens(tgt, self.tgt_embedding(), offset, embeds)  # (B, T, D)
         key_mask = enc.key_bias
         if cache is not None and not cache.has_cross:
             for layer, entry in zip(self.decoder_layers, cache.layers):

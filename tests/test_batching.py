@@ -132,3 +132,25 @@ def test_concurrent_api_calls_are_decoded_together_and_each_gets_its_own(served_
         assert [s["token_id"] for s in trace["steps"]] == [s.token_id for s in alone.steps]
         assert [s["prob"] for s in trace["steps"]] == pytest.approx([s.prob for s in alone.steps], abs=1e-5)
         assert trace["batch_size"] == len(texts)
+
+
+def test_a_whole_machine_call_holds_every_slot_and_every_core(app_context):
+    """model_call(whole=True) (attribution, one training step): no other model call runs beside it, torch
+    uses a thread per core inside it, and the app's thread setting is back after it."""
+    import os
+
+    from ui.context import model_call
+
+    gate, lm = app_context.in_flight, app_context.default
+    before, runs = torch.get_num_threads(), lm.runs
+    torch.set_num_threads(1)  # as app.py sets it on a 2-core host (one thread per concurrent call)
+    try:
+        with model_call(app_context, lm, grad=True, whole=True):
+            assert gate.now == gate.limit and not gate.free()
+            assert torch.get_num_threads() == (os.cpu_count() or 1)
+            assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert gate.now == 0 and torch.get_num_threads() == 1 and lm.runs == runs + 1
+        with model_call(app_context, lm):
+            assert gate.now == 1 and torch.is_inference_mode_enabled()
+    finally:
+        torch.set_num_threads(before)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.loss import linear_cross_entropy
+from model.loss import linear_cross_entropy
 
 PAD = 0
 

@@ -303,3 +303,33 @@ def test_a_directory_that_is_not_marian_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(CheckpointError, match="not a Hugging Face Marian model"):
         load_model(tmp_path)
+
+
+def test_every_explanation_runs_on_an_imported_model(marian_dir):
+    """The cell, attribution, LayerNorm and arithmetic views on a Hugging Face Marian model (its own
+    tokenizer, pad as the decoder start, a final-logits bias), through the app's endpoints."""
+    import numpy as np
+
+    from model.explain.arrays import decode_f32
+    from ui import arithmetic, explain
+    from ui.context import load_context
+
+    ctx = load_context([marian_dir], device="cpu")
+    lm = ctx.default
+    trace = trace_translation(lm.ckpt.model, lm.ckpt.tokenizer, FRENCH[0], max_len=6)
+    ids = " ".join(str(s.token_id) for s in trace.steps)
+    cell = explain.attention_cell(ctx, FRENCH[0], ids, "cross", "2", "")
+    q, k, v, w, out = (decode_f32(cell[n]) for n in ("q", "k", "v", "weights", "head_out"))
+    scores = q @ k.transpose(0, 2, 1) * cell["scale"]  # (H, T, S)
+    soft = np.exp(scores - scores.max(-1, keepdims=True))
+    np.testing.assert_allclose(soft / soft.sum(-1, keepdims=True), w, atol=1e-5)
+    np.testing.assert_allclose(w @ v, out, atol=1e-5)
+    attr = explain.attribution(ctx, FRENCH[0], ids, "")
+    assert len(attr["source_share"]["integrated_gradients"]) == len(trace.steps)
+    assert all(0 <= s <= 1 for s in attr["source_share"]["grad_x_input"])
+    ln = explain.layernorm(ctx, FRENCH[0], ids, "")["models"][0]
+    assert ln["norm"] == "post" and ln["generated"] == [s.token_id for s in trace.steps]
+    rows = arithmetic.arithmetic_data(lm)["parameters"]
+    assert rows[-1]["stack"] == "total" and rows[-1]["parameters"] == lm.ckpt.model.num_parameters()
+    assert sum(r["parameters"] for r in rows[:-1]) == rows[-1]["parameters"]  # every parameter in one part
+    assert "total" in arithmetic.arithmetic_html(ctx.names, {lm.name: arithmetic.arithmetic_data(lm)})

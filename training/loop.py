@@ -18,6 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.decoding import translate_batch
+from model.loss import linear_cross_entropy
 from model.device import pick_device
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
@@ -26,7 +27,6 @@ from .config import RESUME_BOOKKEEPING, RESUME_FROM_COMMAND_LINE, TrainConfig
 from .augment import augment
 from .data import (EncodedPairs, collate, encode_kept, encode_pairs, epoch_indices, make_batches, parse_sources,
                    read_pairs, subset)
-from .loss import linear_cross_entropy
 from .metrics import score
 from .schedule import inverse_sqrt_lr
 

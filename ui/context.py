@@ -25,6 +25,7 @@ from model.checkpoint import Checkpoint, load_model
 from model.decoding import InputError
 from model.quantize import model_weight_bytes, quantize_int8
 from model.record import public_record
+from model.search import thread_count
 from model.transformer import Transformer
 
 from .batcher import MAX_BATCH, Batcher
@@ -276,6 +277,7 @@ class Context:
     in_flight: InFlight = field(init=False)
     batcher: Batcher = field(init=False)
     idle_trim: IdleTrim = field(init=False)
+    whole: threading.Lock = field(default_factory=threading.Lock, repr=False)  # model_call(whole=True) callers
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(self.concurrency)
@@ -319,9 +321,23 @@ def load_context(paths: Sequence[str | Path], device: str = "cpu", concurrency: 
 
 
 @contextlib.contextmanager
-def model_call(ctx: Context, lm: LoadedModel, grad: bool = False) -> Iterator[None]:
+def model_call(ctx: Context, lm: LoadedModel, grad: bool = False, whole: bool = False) -> Iterator[None]:
     """One model call through the gate (``ctx.in_flight``: the concurrency bound is measured on it), counted
-    in ``lm.runs``; no autograd inside unless ``grad`` (gradient attributions)."""
-    with ctx.in_flight, (contextlib.nullcontext() if grad else torch.inference_mode()):
+    in ``lm.runs``; no autograd inside unless ``grad`` (gradient attributions).
+
+    ``whole``: every slot of the gate and a thread per core, for a call worth the whole machine (attribution,
+    one measured training step). Nothing else runs beside it, so torch's process-wide settings (the thread
+    count, the attention kernel) are its own meanwhile; ``ctx.whole`` lets one such caller collect slots at a time.
+    """
+    with contextlib.ExitStack() as stack:
+        if whole:
+            stack.enter_context(ctx.whole)
+            for _ in range(ctx.in_flight.limit):
+                stack.enter_context(ctx.in_flight)
+            stack.enter_context(thread_count(os.cpu_count() or 1))
+        else:
+            stack.enter_context(ctx.in_flight)
+        if not grad:
+            stack.enter_context(torch.inference_mode())
         yield
     lm.runs += 1

@@ -1,16 +1,20 @@
-"""The explanation endpoints beyond attention maps (today: the LayerNorm statistics of ``model.explain``).
+"""The explanation endpoints beyond attention maps: one attention layer's numbers (the cell view), the
+attributions with their source-vs-prefix share, and the LayerNorm statistics, all from ``model.explain``.
 
 Each takes a finished translation as the page holds it (the French it read and the ids it generated,
 ``steps[t].token_id`` of its trace) plus the model's name, so nothing is translated again; the views
-(``static/layernorm.js``) ask for them through hidden events of ``ui.layout`` (``regard.explain``), and
+(``static/cell.js``, ``static/attribution.js``, ``static/layernorm.js``) ask for them through hidden events of ``ui.layout`` (``regard.explain``), and
 API clients call them by name. They run on the one bounded model queue and the model gate
-(``context.model_call``), and their answers are kept in the app's byte-bounded cache.
+(``context.model_call``; attribution takes the whole gate and every core), and their answers are kept in the app's byte-bounded cache.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from model.decoding import default_max_len, pad_batch, source_ids
+from model.attention import KINDS
+from model.decoding import InputError, default_max_len, pad_batch, source_ids
+from model.explain.attribution import attribute, check_request
+from model.explain.cell import attention_layer
 from model.explain.residual import residual_stats
 from model.search import Greedy, check_prefix, generate
 
@@ -18,6 +22,8 @@ from .context import Context, LoadedModel, model_call
 from .handlers import pick_model
 from .inputs import check_text, guarded
 from .whatif import parse_ids
+
+IG_STEPS = 32  # integrated-gradients steps the page asks for (the library accepts 1-64)
 
 
 def _request(ctx: Context, text: Any, generated_ids: Any, model: Any) -> tuple[LoadedModel, str, list[int], list[int]]:
@@ -41,6 +47,49 @@ def _cached(ctx: Context, key: tuple, run: Callable[[], dict]) -> dict:
 
 def _echo(what: str, lm: LoadedModel, text: str, generated: list[int], **extra: Any) -> dict:
     return {"what": what, "request": {"model": lm.name, "text": text, "generated": generated, **extra}}
+
+
+@guarded
+def attention_cell(ctx: Context, text: Any, generated_ids: Any, kind: Any, layer: Any, model: Any = None) -> dict:
+    """One attention layer's queries, keys, values (each (H, L, Dh)), weights and head outputs.
+
+    ``kind``: encoder, decoder_self or cross; ``layer``: 1-based. Any cell (query, key, head) of that
+    layer can then be opened in the page without another request.
+    """
+    lm, text, src, generated = _request(ctx, text, generated_ids, model)
+    if kind == "decoder":  # the page's name for the decoder's self-attention map
+        kind = "decoder_self"
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {', '.join(KINDS)}, got {str(kind)[:40]!r}")
+    counts = {"encoder": lm.ckpt.config.n_encoder_layers}
+    n = counts.get(kind, lm.ckpt.config.n_decoder_layers)
+    try:
+        index = int(str(layer).strip())
+    except ValueError:
+        raise InputError(f"layer must be a whole number from 1 to {n}, got {str(layer)[:40]!r}") from None
+    if not 1 <= index <= n:
+        raise InputError(f"{kind} has layers 1–{n}, got {index}")
+
+    def run() -> dict:
+        with model_call(ctx, lm):
+            data = attention_layer(lm.ckpt.model, src, generated, kind, index - 1)
+        return {**data, **_echo("attention_cell", lm, text, generated, kind=kind, layer=index)}
+    return _cached(ctx, ("cell", lm.name, tuple(src), tuple(generated), kind, index), run)
+
+
+@guarded
+def attribution(ctx: Context, text: Any, generated_ids: Any, model: Any = None) -> dict:
+    """Gradient x input and integrated gradients (32 steps) of every generated token's log-probability
+    over the source and the English prefix, the source-vs-prefix share per step and the agreement of
+    each decoder layer's mean cross-attention with them (rank correlation)."""
+    lm, text, src, generated = _request(ctx, text, generated_ids, model)
+    check_request(lm.ckpt.model, src, generated, IG_STEPS)  # a sentence too long is refused before it waits
+
+    def run() -> dict:
+        with model_call(ctx, lm, grad=True, whole=True):  # ~1.5 s on two cores: worth both of them
+            data = attribute(lm.ckpt.model, src, generated, steps=IG_STEPS)
+        return {**data, **_echo("attribution", lm, text, generated)}
+    return _cached(ctx, ("attribution", lm.name, tuple(src), tuple(generated)), run)
 
 
 def _greedy(lm: LoadedModel, src: list[int]) -> list[int]:
@@ -73,5 +122,7 @@ def layernorm(ctx: Context, text: Any, generated_ids: Any, model: Any = None) ->
 
 
 ENDPOINTS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
+    "attention_cell": (attention_cell, ("kind", "layer")),
+    "attribution": (attribution, ()),
     "layernorm": (layernorm, ()),
 }

@@ -20,7 +20,7 @@ from model.positional import sinusoidal_encoding
 from viz.curves import has_curves, training_curves
 from viz.positional import default_dims, encoding_curves, encoding_heatmap, similarity_heatmap
 
-from . import explain, handlers, whatif
+from . import arithmetic, explain, handlers, whatif
 from .context import Context
 from .inputs import (BEAM, FP32, GREEDY, MAX_BEAM, MAX_LENGTH_PENALTY, WEIGHT_CHOICES, checked_choices,
                      checked_slider, refuse, text_box)
@@ -36,7 +36,8 @@ LOAD_JS = "(t) => { if (window.regard) window.regard.load(t); }"
 
 def page_assets() -> dict[str, str]:
     """Theme, stylesheet and the explorer script, as ``launch`` takes them (inline: no extra route to serve)."""
-    script = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.js", "whatif.js", "layernorm.js"))
+    scripts = ("regard.js", "whatif.js", "cell.js", "attribution.js", "layernorm.js")
+    script = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in scripts)
     css = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.css", "whatif.css"))
     return dict(css=css, head=f"<script>{script}</script>")
 
@@ -151,6 +152,7 @@ def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE
                 gr.HTML(model_tables_html(ctx.models), elem_id="rg-model-facts")
                 if has_curves(list(records.values())):
                     gr.Plot(training_curves(records), show_label=False, elem_id="rg-curves")
+                arithmetic.build(ctx, model_q)
                 for m in ctx.models:
                     with gr.Accordion(f"Model card · {m.name}", open=len(ctx.models) == 1):
                         gr.Markdown(model_card(m))

@@ -359,10 +359,11 @@
     }
     new ResizeObserver(() => { if (S.trace) render(); }).observe($("#rg-figures"));
   }
-  function chips(pieces, attr) {
+  function chips(pieces, attr, forced) {
     return pieces.map((p, i) => {
       const special = /^<\/?(s|pad|unk)>$/.test(p) ? " rg-special" : "", ws = p.startsWith("▁");
-      return `<span class="rg-chip${special}" data-${attr}="${i}" title="#${i + 1}: ${esc(p)}">${ws ? '<span class="rg-ws">▁</span>' + esc(p.slice(1)) : esc(p)}</span>`;
+      const imposed = forced && forced[i] ? " rg-forced" : ""; // a What if trace: this token was imposed
+      return `<span class="rg-chip${special}${imposed}" data-${attr}="${i}" title="#${i + 1}: ${esc(p)}${imposed ? " (forced)" : ""}">${ws ? '<span class="rg-ws">▁</span>' + esc(p.slice(1)) : esc(p)}</span>`;
     }).join("");
   }
   /* Chips are built once per trace (see load); stepping and hovering only toggle classes, so the
@@ -386,9 +387,12 @@
       box.innerHTML = `<div class="rg-fig-tools"><button data-export="png" title="Download as PNG">PNG</button><button data-export="svg" title="Download as SVG">SVG</button></div><canvas></canvas><div class="rg-readout"></div>`;
       box.querySelector(".rg-fig-tools").onclick = (e) => { const f = e.target.dataset.export; if (f) exportFigure(id, f); };
       const canvas = box.querySelector("canvas");
-      canvas.onmousemove = (e) => hoverCell(box, e);
+      canvas.onmousemove = (e) => { approachFigure(box); hoverCell(box, e); };
       canvas.onmouseleave = () => { $("#rg-tip").hidden = true; if (S.hover && S.hover.cell) { S.hover = null; render(); } };
       canvas.onclick = (e) => clickCell(box, e);
+      // a pointer on a map announces a likely click: a mouse moves over it first (the map under it may change
+      // while it rests, so every move counts), a finger's pointerdown comes before its click
+      canvas.onpointerdown = () => approachFigure(box);
     }
     return box;
   }
@@ -494,6 +498,10 @@
     tip.textContent = describe(c); tip.hidden = false;
     const rr = root.getBoundingClientRect();
     tip.style.left = Math.min(e.clientX - rr.left + 14, rr.width - 260) + "px"; tip.style.top = e.clientY - rr.top + 14 + "px";
+  }
+  function approachFigure(box) {
+    const fig = figures[box.dataset.fig], m = fig && fig.meta; if (!m || !m.kind) return;
+    approachListeners.forEach((fn) => fn({ kind: m.kind, layer: m.layer, head: m.head, figure: box.dataset.fig }));
   }
   function clickCell(box, e) {
     const c = cellAt(box, e); if (!c) return;
@@ -638,7 +646,7 @@
     if (best && !S.chosen) { S.layer = best.layer; S.head = best.head; }
     clearErrors();
     $("#rg-src-chips").innerHTML = chips(S.trace.source_pieces, "src");
-    $("#rg-tgt-chips").innerHTML = chips(S.trace.generated, "tgt");
+    $("#rg-tgt-chips").innerHTML = chips(S.trace.generated, "tgt", raw.forced);
     $("#rg-src-count").textContent = S.trace.source_pieces.length; $("#rg-tgt-count").textContent = S.trace.steps.length;
     render();
     markStale();
@@ -692,13 +700,14 @@
   /* --- extensions (cell.js, attribution.js, layernorm.js): views, figure types, clicks, server data ------------
      A view: {label, figures(t) -> [[id, {type, spec, meta: {about}, describe?(q, k), onClick?(q, k)}]],
      caption?(t) -> html, onEnter?(t) (each render of the view: request data there), controls?: ["layer", ...]}. */
-  const cellListeners = [], renderListeners = [], urlWriters = [], urlReaders = [], explainListeners = {};
+  const cellListeners = [], approachListeners = [], renderListeners = [], urlWriters = [], urlReaders = [], explainListeners = {};
   R.addView = function (name, view) {
     VIEWS[name] = view;
     const bar = root && root.querySelector("#rg-views"); if (bar) bar.innerHTML = viewButtons();
   };
   R.addFigureType = (type, draw) => { DRAW[type] = draw; };
   R.onCellClick = (fn) => { cellListeners.push(fn); };
+  R.onMapApproach = (fn) => { approachListeners.push(fn); }; // {kind, layer, head}: fetch what a click will need
   R.onRender = (fn) => { renderListeners.push(fn); };
   R.urlKeys = (write, read) => { if (write) urlWriters.push(write); if (read) urlReaders.push(read); };
   R.trace = () => S.trace;
@@ -706,7 +715,7 @@
   /* Server data for the current trace: ``what`` names a hidden endpoint of ui/layout.py (#rg-x-<what>), whose
      inputs are (text, generated ids, ...EXPLAIN_ARGS[what], model); the answer reaches onExplain(what) listeners
      with the request echoed in ``data.request``. Requests wait in order, so two quick clicks both arrive. */
-  const EXPLAIN_ARGS = { layernorm: [] };
+  const EXPLAIN_ARGS = { attention_cell: ["kind", "layer"], attribution: [], layernorm: [] };
   const pendingExplain = {};
   R.explainRequest = function (what, params) {
     const t = S.trace; if (!t) return null;

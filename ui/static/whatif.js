@@ -133,7 +133,7 @@
   };
   W.loadForce = function (raw) {
     const host = $("wi-force"); if (!host || !raw) return;
-    F.t = prepTrace(raw); F.layer = F.layer == null ? raw.layers.decoder - 1 : Math.min(F.layer, raw.layers.decoder - 1);
+    F.raw = raw; F.t = prepTrace(raw); F.layer = F.layer == null ? raw.layers.decoder - 1 : Math.min(F.layer, raw.layers.decoder - 1);
     F.step = F.jumpTo != null ? Math.min(F.jumpTo, raw.steps.length - 1) : Math.min(raw.n_forced, raw.steps.length - 1);
     F.jumpTo = null;
     drawForce(); loaded(host);
@@ -142,7 +142,8 @@
     const host = $("wi-force"), t = F.t, s = t.steps[F.step];
     const own = t.steps.length - t.n_forced;
     host.innerHTML = `<div class="wi-summary"><b>${t.n_forced}</b> forced token${t.n_forced === 1 ? "" : "s"}, then <b>${own}</b> of the model's own ·
-      log p of the whole output ${t.score.toFixed(2)} · <span class="wi-key wi-forced">forced</span> <span class="wi-key wi-own">model's choice</span></div>
+      log p of the whole output ${t.score.toFixed(2)} · <span class="wi-key wi-forced">forced</span> <span class="wi-key wi-own">model's choice</span>
+      <button class="wi-explore" id="wi-force-explore" title="Open this forced translation in the first tab: its cells, attribution and source share, LayerNorm">Open in the explorer</button></div>
       <div class="wi-tokens">${t.steps.map((x, i) => `<button class="wi-tok ${t.forced[i] ? "wi-forced" : "wi-own"}${i === F.step ? " wi-current" : ""}"
         data-step="${i}" title="step ${i + 1}: p = ${pct(x.prob)}${t.forced[i] ? " (forced: the probability the model gave it)" : ""}">${esc(show(x.piece))}<small>${pct(x.prob)}</small></button>`).join("")}</div>
       <div class="wi-cands"><span class="wi-cand-label">Step ${F.step + 1} reads <code>${esc(t.target_pieces[F.step])}</code> · ${t.forced[F.step] ? "forced" : "chose"}
@@ -153,6 +154,11 @@
       (k, v) => { F[k] = k === "kind" ? v : num(v); drawForce(); });
     host.insertBefore(ctl, host.querySelector(".wi-fig"));
     host.querySelector(".wi-tokens").onclick = (e) => { const b = e.target.closest(".wi-tok"); if (b) { F.step = +b.dataset.step; drawForce(); } };
+    $("wi-force-explore").onclick = () => { // the explorer's views (attribution's source share included) on the forced trace
+      if (!window.regard || !window.regard.load) return;
+      window.regard.load(F.raw);
+      const tab = document.querySelector("#rg-tabs button[role=tab]"); if (tab) tab.click();
+    };
     host.querySelector(".wi-cands").onclick = (e) => { const b = e.target.closest(".wi-cand"); if (b) W.branchTo(F.step, +b.dataset.token); };
     const spec = mapSpec(t, F.kind, F.layer, F.head);
     heat($("wi-force-map"), Object.assign(spec, { cur: F.step, title: `${F.kind === "cross" ? "Cross" : "Decoder self"}-attention, layer ${F.layer + 1}, ${F.head === "mean" ? "mean of heads" : "head " + (F.head + 1)}: every step (rows), forced ones included` }));
