@@ -9,8 +9,10 @@ and to the end of the next frame (its style, layout and paint done). Target: <= 
 - the user's path: the mouse moves onto the map (real input events, in 10 moves), rests APPROACH_MS, clicks
   a cell. A move over a map asks the server for that layer's q, k, v (cell.js, ``regard.onMapApproach``), so
   the answer is usually there before the click. Also printed: how long after the first move the answer came.
-- a click with no move before it (a synthetic click, what a keyboard or script would do): it waits for
-  the request; this is the server round trip.
+- a finger's tap: pointerdown on the cell, TAP_MS later the click (a touch screen has no hover; the
+  pointerdown sends the request, so the click waits for what is left of the round trip).
+- a click with no move before it (a synthetic click, what a script would do): it waits for the whole
+  request; this is the server round trip.
 - two more clicks in a layer already here: answered from the page's cache.
 """
 from __future__ import annotations
@@ -38,10 +40,14 @@ from ui.layout import build_demo  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SENTENCES = ["Nous allons à la plage demain matin.", "Peux-tu m'aider à porter ces valises ?"]
+TAP_SENTENCES = ["Il pleut depuis trois jours dans la vallée.", "Je voudrais un café et deux croissants."]
 COLD_SENTENCES = ["Le chat dort sur le canapé du salon.", "Où est la gare, s'il vous plaît ?"]  # fresh traces
 KINDS = ("cross", "decoder", "encoder")
 CELLS = ((1, 0), (2, 1), (0, 0))  # (query, key): the first opens the layer, the others come from the cache
 APPROACH_MS = 250  # the pointer's rest on the map before the click: a quick hand (aiming takes longer)
+TAP_MS = 80  # a tap's pointerdown -> click: a quick finger (typical taps last 80-120 ms)
+PRESS = """([x, y]) => { const c = document.querySelector('figure[data-fig="attention"] canvas');
+  c.dispatchEvent(new PointerEvent("pointerdown", {bubbles: true, clientX: x, clientY: y, pointerType: "touch"})); }"""
 TIMED_CELL = """async ([q, k]) => {
   const box = document.querySelector('figure[data-fig="attention"]'), canvas = box.querySelector("canvas");
   const f = regard.figures().attention;
@@ -99,7 +105,8 @@ def main() -> None:
     demo = build_demo(ctx)
     demo.launch(prevent_thread_lock=True, quiet=True)
     cfg = ctx.default.ckpt.config
-    times: dict[str, list[float]] = {k: [] for k in ("user", "user_frame", "cold", "cold_frame", "cached", "cached_frame", "arrival")}
+    times: dict[str, list[float]] = {k: [] for k in ("user", "user_frame", "tap", "tap_frame", "cold", "cold_frame",
+                                                     "cached", "cached_frame", "arrival")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -107,8 +114,8 @@ def main() -> None:
         page.wait_for_selector("#rg-explorer figure canvas")
         page.click("#rg-views button[data-view=attention]")
         loads = 0
-        for pair in zip(SENTENCES, COLD_SENTENCES):
-            for path, sentence in zip(("user", "cold"), pair):  # each path on a fresh translation: nothing cached
+        for triple in zip(SENTENCES, TAP_SENTENCES, COLD_SENTENCES):
+            for path, sentence in zip(("user", "tap", "cold"), triple):  # each on a fresh translation: nothing cached
                 page.mouse.move(5, 5)  # off the maps
                 page.fill("#rg-source textarea", sentence)
                 page.evaluate(TRANSLATE)
@@ -125,6 +132,10 @@ def main() -> None:
                                 arrival = page.evaluate_handle(ARRIVAL, loads + 1)
                                 page.mouse.move(x, y, steps=10)
                                 page.wait_for_timeout(APPROACH_MS)
+                            if i == 0 and path == "tap":
+                                x, y, _, _ = page.evaluate(CELL_POINT, list(cell))
+                                page.evaluate(PRESS, [x, y])
+                                page.wait_for_timeout(TAP_MS)
                             drawn, frame, now = page.evaluate(TIMED_CELL, list(cell))
                             if i == 0:
                                 loads += 1
@@ -141,6 +152,8 @@ def main() -> None:
     line("  ... -> painted", times["user_frame"], 50, 44)
     line("later click in the layer (cached) -> drawn", times["cached"], 50, 44)
     line("  ... -> painted", times["cached_frame"], 50, 44)
+    line(f"tap: pointerdown, click {TAP_MS} ms later -> drawn", times["tap"], 50, 44)
+    line("  ... -> painted", times["tap_frame"], 50, 44)
     line("click with no move before it -> drawn", times["cold"], 50, 44)
     line("  ... -> painted", times["cold_frame"], 50, 44)
     line("layer's answer after the pointer's first move", times["arrival"], APPROACH_MS, 44)

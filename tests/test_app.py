@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -175,14 +177,31 @@ def test_side_doors_are_closed_and_pages_carry_security_headers(served_app):
     assert b"/tmp" not in config and b"/work" not in config and str(os.getcwd()).encode() not in config
 
 
-def test_short_load_has_no_errors_and_respects_the_concurrency_bound(served_app, app_context):
+def test_short_load_has_no_errors_and_respects_the_concurrency_bound(served_app, app_context, monkeypatch):
     """5 clients x 5 requests, mixed sentences and settings, all through the queue.
 
     The bound counts model calls: greedy requests that wait together are decoded as one micro-batch
-    (``ui.batcher``), which is one call, so ``peak`` stays within ``ctx.concurrency`` however many
-    requests each batch holds."""
+    (``ui.batcher``), which is one call, so at most ``ctx.concurrency`` of them run at once however many
+    requests each batch holds. Measured apart from the gate, on the model itself (every call encodes
+    once): a handler that bypassed the gate would run more encoders at once than the bound."""
     sentences = ["le chat dort", "il fait très beau", "nous allons à la plage demain", "un chien mange une pomme",
                  "la maison sur le canapé"]
+    model, lock, live = app_context.default.ckpt.model, threading.Lock(), {"now": 0, "peak": 0, "calls": 0}
+    encode = model.encode
+
+    def counted(*args, **kwargs):
+        with lock:
+            live["now"] += 1
+            live["calls"] += 1
+            live["peak"] = max(live["peak"], live["now"])
+        try:
+            time.sleep(0.02)  # widen each call: overlapping calls, if any ran unbounded, would show
+            return encode(*args, **kwargs)
+        finally:
+            with lock:
+                live["now"] -= 1
+
+    monkeypatch.setattr(model, "encode", counted)
     app_context.in_flight.peak = 0
     errors: list[Exception] = []
 
@@ -199,7 +218,8 @@ def test_short_load_has_no_errors_and_respects_the_concurrency_bound(served_app,
     with ThreadPoolExecutor(5) as pool:
         list(pool.map(client_run, range(5)))
     assert errors == []
-    assert 1 <= app_context.in_flight.peak <= app_context.concurrency
+    assert live["calls"] >= 1 and 1 <= live["peak"] <= app_context.concurrency
+    assert app_context.in_flight.peak >= live["peak"]  # every call the model saw was counted by the gate
 
 
 # --- pieces without a server ----------------------------------------------------------------------------------

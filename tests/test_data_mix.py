@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_pairs
 from model.checkpoint import load_checkpoint
 from model.limits import unknown_share
-from model.decoding import translate_batch
+from model.decoding import trace_translation, translate_batch
 from model.tokenizer import UNK_ID, Tokenizer, join_elision, split_elision_text
 from training.augment import augment, augment_pair, entity_pools, substitutable
 from training.config import TrainConfig
@@ -172,7 +172,8 @@ def test_norm_variant_trains_resumes_loads_and_translates(tmp_path, norm):
     for entry in record["train_history"]:
         assert entry["loss"] > 0 and entry["lr"] > 0 and entry["grad_norm"] > 0
     (out,) = translate_batch(ckpt.model, ckpt.tokenizer, ["L'animal dort."], max_len=6)
-    assert isinstance(out, str)
+    traced = trace_translation(ckpt.model, ckpt.tokenizer, "L'animal dort.", max_len=6)  # the app's path
+    assert out == traced.translation and 1 <= len(traced.steps) <= 6
 
 
 def test_augmentation_is_the_same_in_every_process():

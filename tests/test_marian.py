@@ -264,18 +264,18 @@ def test_app_renders_an_imported_model(marian_dir):
     from ui.context import load_context
     from ui.handlers import warm_up
     from ui.layout import build_demo
-    from viz import trace as views
+    from viz.trace_json import check_trace_json, trace_to_json
 
     ckpt = load_model(marian_dir)
     trace = trace_translation(ckpt.model, ckpt.tokenizer, FRENCH[0], max_len=5)
     cfg = ckpt.config
     assert trace.steps[0].cross_attn.shape == (cfg.n_decoder_layers, cfg.n_heads, len(trace.source_ids))
     assert trace.source_pieces[-1] == "</s>" and trace.target_pieces[0] == "<s>"
-    figure = views.cross_attention_figure(trace, len(trace.steps) - 1, 0, None)
-    assert figure.data  # a heatmap was drawn
+    check_trace_json(trace_to_json(trace, cfg))  # the trace contract the page reads holds for it
     ctx = load_context([marian_dir], device="cpu")  # what `python app.py --checkpoint DIR` does
     warm_up(ctx)  # one translation through the app's own handler
-    assert build_demo(ctx) is not None
+    page = json.dumps(build_demo(ctx).config)  # the page as Gradio serves it: the model is its default
+    assert f'"value": "{ctx.default.name}"' in page and ctx.default.name != "tiny"
 
 
 def test_marian_vocab_matches_marian_tokenizer(marian_dir):

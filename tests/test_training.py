@@ -12,7 +12,7 @@ import torch
 
 from conftest import ROOT, tiny_pairs
 from model.checkpoint import load_checkpoint
-from model.decoding import translate_batch
+from model.decoding import trace_translation, translate_batch
 from training.config import TrainConfig
 from training.data import EncodedPairs, collate, make_batches, read_pairs
 from training.loop import train
@@ -52,7 +52,9 @@ def test_training_writes_and_resumes_a_checkpoint(run_dir):
     record = ckpt.training
     assert record["steps"] in (12, 20) and record["best_dev"]["bleu"] >= 0
     assert record["train_config"]["d_model"] == 32
-    assert translate_batch(ckpt.model, ckpt.tokenizer, ["Le chat dort."], max_len=5)[0] is not None
+    (english,) = translate_batch(ckpt.model, ckpt.tokenizer, ["Le chat dort."], max_len=5)
+    traced = trace_translation(ckpt.model, ckpt.tokenizer, "Le chat dort.", max_len=5)  # the app's path
+    assert english == traced.translation and 1 <= len(traced.steps) <= 5
     assert len(list((out / "snapshots").glob("*.safetensors"))) == 2
 
 

@@ -86,7 +86,7 @@ def attribution(ctx: Context, text: Any, generated_ids: Any, model: Any = None) 
     check_request(lm.ckpt.model, src, generated, IG_STEPS)  # a sentence too long is refused before it waits
 
     def run() -> dict:
-        with model_call(ctx, lm, grad=True, whole=True):  # ~1.5 s on two cores: worth both of them
+        with model_call(ctx, lm, grad=True, whole=True):  # about 2 s on two cores: worth both of them
             data = attribute(lm.ckpt.model, src, generated, steps=IG_STEPS)
         return {**data, **_echo("attribution", lm, text, generated)}
     return _cached(ctx, ("attribution", lm.name, tuple(src), tuple(generated)), run)

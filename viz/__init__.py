@@ -1,16 +1,9 @@
-"""Figures for Regard's app: pure functions from data (arrays, pieces, traces) to plotly figures.
+"""Regard's figures and the trace's JSON form: pure functions from data to plotly figures or JSON.
 
-No gradio here: every figure can be built, tested and reused outside the app.
+- ``trace_json``: the trace contract the API and the page read (``regard-trace/1``) and its checker;
+- ``whatif_json``: the What if answers' arrays in the same compact form;
+- ``curves``: training curves (dev BLEU and loss over time) and the score rows of the model cards;
+- ``positional``: the sinusoidal encodings' heatmap, curves and similarity.
+
+The explorer's maps are drawn in the browser (``ui/static/regard.js``). No gradio here.
 """
-from .attention import attention_grid, attention_heatmap, cross_matrix, decoder_self_matrix, select_head
-from .chips import pieces_html, stats_html
-from .latency import LatencyRun, latency_chart
-from .memory import kv_cache_chart, weights_chart
-from .positional import default_dims, encoding_curves, encoding_heatmap, sentence_encodings, similarity_heatmap
-from .probabilities import topk_bar
-
-__all__ = [
-    "attention_grid", "attention_heatmap", "cross_matrix", "decoder_self_matrix", "select_head",
-    "pieces_html", "stats_html", "LatencyRun", "latency_chart", "kv_cache_chart", "weights_chart",
-    "default_dims", "encoding_curves", "encoding_heatmap", "sentence_encodings", "similarity_heatmap", "topk_bar",
-]

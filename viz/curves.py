@@ -11,8 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .latency import RUN_COLORS
-from .style import MUTED, TEMPLATE, escape
+from .style import ACCENT, MUTED, SECOND, TEMPLATE, escape
+
+RUN_COLORS = [ACCENT, SECOND, "#db2777", "#0284c7"]  # one colour per model
 
 LOSS_KEYS = ("train_history", "loss_history")
 

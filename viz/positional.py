@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import DIVERGING_SCALE, MUTED, TEMPLATE, escape, piece_axis, unique_labels
+from .style import DIVERGING_SCALE, MUTED, TEMPLATE, escape
 
 _AXIS_TITLE = dict(font=dict(size=12, color=MUTED))
 
@@ -89,30 +89,6 @@ def similarity_heatmap(pe: np.ndarray) -> go.Figure:
         xaxis=dict(title=dict(text="position", **_AXIS_TITLE), showgrid=False),
         yaxis=dict(title=dict(text="position", **_AXIS_TITLE), autorange="reversed", showgrid=False),
         height=460,
-    )
-    return fig
-
-
-def sentence_encodings(pe: np.ndarray, pieces: Sequence[str]) -> go.Figure:
-    """The encodings added to one sentence: pe (S, D) rows labelled by the sentence's pieces (S,)."""
-    pe = np.asarray(pe, dtype=np.float32)
-    if pe.shape[0] != len(pieces):
-        raise ValueError(f"{pe.shape[0]} encoding rows for {len(pieces)} pieces")
-    n, d_model = pe.shape
-    labels = unique_labels(pieces)
-    fig = go.Figure(
-        go.Heatmap(
-            z=pe, x=list(range(d_model)), y=labels, colorscale=DIVERGING_SCALE, zmin=-1.0, zmax=1.0,
-            hovertemplate="<b>%{y}</b>, dimension %{x}: %{z:.3f}<extra></extra>", colorbar=_colorbar("value"),
-        )
-    )
-    y_axis = piece_axis(labels, "source piece, in position order", reverse=True)
-    fig.update_layout(
-        template=TEMPLATE,
-        title=dict(text=escape(f"Encodings added to your sentence ({n} positions)")),
-        xaxis=dict(title=dict(text="dimension", **_AXIS_TITLE), showgrid=False),
-        yaxis=y_axis,
-        height=int(max(260, 110 + n * min(24.0, max(14.0, 480.0 / max(n, 1))))),
     )
     return fig
 
