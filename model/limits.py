@@ -14,6 +14,8 @@ from .errors import InputError, LimitError
 from .tokenizer import Tokenizer
 
 MAX_BEAM = 16
+MAX_APP_BEAM = 8  # the app's beam sliders: one served request's memory and time grow with its beam
+MAX_APP_LENGTH_PENALTY = 2.0  # the app's length-penalty slider (the library takes any finite number >= 0)
 MAX_SOURCE_CHARS = 1000  # one sentence as the model reads it at once
 MAX_LINE_CHARS = 100_000  # one stdin line or argument translated in pieces; beyond this it is refused
 # one app request (the text box's max length), translated in pieces like a CLI line; 3 UTF-8 bytes a

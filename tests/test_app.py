@@ -143,6 +143,12 @@ def test_unknown_input_is_translated_with_a_visible_warning(client):
     assert trace["warnings"] and "unknown" in trace["warnings"][0]
     _, ok = translate(client, EXAMPLE)
     assert ok["warnings"] == []
+    # the command line's rule, counted in characters: 4 of the 6 are unknown here ...
+    _, mostly = translate(client, "你好世界 le")
+    assert mostly["warnings"] and mostly["warnings"][0].startswith("67% of the characters are unknown")
+    # ... and one emoji is 1 character of 7, though its 4 byte pieces are most of the sentence's pieces
+    _, one = translate(client, "le chat 😀")
+    assert one["warnings"] == []
 
 
 def test_page_plumbing_is_not_public(client):

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 import gradio as gr
 import torch
 
-from model.decoding import InputError, Trace, source_ids, trace_batch, trace_translation
-from model.limits import split_to_fit
+from model.decoding import InputError, Trace, trace_batch, trace_translation
+from model.limits import split_to_fit, unknown_warning
 from model.memory import process_rss_bytes
 from model.record import best_head as record_best_head
 from model.tokenizer import Tokenizer
@@ -23,8 +23,7 @@ from model.transformer import Transformer
 from viz.trace_json import trace_to_json
 
 from .context import Context, LoadedModel
-from .inputs import (BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, refuse, unknown_share,
-                     unknown_warning)
+from .inputs import BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, refuse
 from .texts import EXAMPLES, header_html
 
 
@@ -61,7 +60,6 @@ def run_trace(ctx: Context, lm: LoadedModel, text: str, settings: Settings) -> d
     ckpt = lm.ckpt
     int8 = settings.weights == INT8
     model = lm.int8_model() if int8 else ckpt.model  # built outside the model slot: quantising once takes seconds
-    share = unknown_share(ckpt.tokenizer, source_ids(ckpt.model, ckpt.tokenizer, text)[:-1])
     batchable = settings.beam_size == 1 and not int8
     group = (lm.name, settings.max_len, settings.use_cache) if batchable else None
     trace = ctx.batcher.submit(group, text, partial(decode, model, ckpt.tokenizer, settings))
@@ -72,7 +70,7 @@ def run_trace(ctx: Context, lm: LoadedModel, text: str, settings: Settings) -> d
         else:
             lm.runs += 1
     data = trace_to_json(trace, ckpt.config)
-    warning = unknown_warning(share)
+    warning = unknown_warning(ckpt.tokenizer, text)  # the CLI's rule: characters, not pieces
     by_format = lm.weight_bytes()
     data.update(model=lm.name, warm=warm, max_len=settings.max_len, best_head=best_head(lm),
                 length_penalty=settings.length_penalty,

@@ -15,8 +15,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from model.decoding import InputError
-from model.limits import MAX_REQUEST_CHARS
-from model.tokenizer import Tokenizer
+from model.limits import MAX_APP_BEAM, MAX_APP_LENGTH_PENALTY, MAX_REQUEST_CHARS
 
 ERROR_TITLE = "Cannot translate"
 
@@ -43,10 +42,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 GREEDY, BEAM = "Greedy", "Beam search"
 FP32, INT8 = "fp32", "int8"  # the weights a translation runs with: as trained, or dynamically quantised
 WEIGHT_CHOICES = [("fp32", FP32), ("int8 (dynamic)", INT8)]  # (label, value): the API sends the value
-MAX_BEAM = 8
-MAX_LENGTH_PENALTY = 2.0
-UNK_ID = 1
-UNKNOWN_WARN_SHARE = 0.5  # warn when more than half of the pieces are unknown to the tokenizer
+MAX_BEAM, MAX_LENGTH_PENALTY = MAX_APP_BEAM, MAX_APP_LENGTH_PENALTY  # the sliders' ranges (model/limits.py)
 
 
 @dataclass(frozen=True)
@@ -117,26 +113,6 @@ def check_encodable(text: str, what: str) -> str:
         raise InputError(f"{what} contains an invalid character at position {exc.start + 1} (a lone UTF-16 "
                          "surrogate, e.g. half of an emoji): remove it and try again.") from None
     return text
-
-
-def unknown_share(tokenizer: Tokenizer, ids: list[int]) -> float:
-    """Share of the pieces the vocabulary does not know: ``<unk>`` or raw UTF-8 byte pieces.
-
-    ``ids`` are the source's ids (eos excluded or not); text that yields no piece at all (only
-    zero-width characters, which normalisation drops) counts as entirely unknown.
-    """
-    # Through the tokenizer's own interface: an imported Marian vocabulary (model/marian.py) has other ids.
-    content = [i for i in ids if tokenizer.piece(i) not in ("▁", "<s>", "</s>", "<pad>")]
-    if not content:
-        return 1.0
-    return tokenizer.unknown_share(content)
-
-
-def unknown_warning(share: float) -> str | None:
-    if share <= UNKNOWN_WARN_SHARE:
-        return None
-    return (f"{share:.0%} of this text is unknown to the model's vocabulary (emoji, other scripts, rare "
-            "symbols): the English shown is a guess, not a translation.")
 
 
 def text_box(*args: Any, **kwargs: Any) -> gr.Textbox:
