@@ -25,7 +25,7 @@ from . import limits
 from . import cli
 from .checkpoint import DEFAULT_CHECKPOINT
 from .cli import CliError, Parser, warn
-from viz.trace_json import trace_to_json
+from model.trace_json import trace_to_json
 
 from .decoding import trace_translation, translate_batch
 from .device import pick_dtype

@@ -24,7 +24,7 @@ from model.decoding import MAX_SOURCE_CHARS, InputError, trace_translation  # no
 from model.limits import MAX_REQUEST_CHARS  # noqa: E402
 from ui import handlers, inputs, server  # noqa: E402
 from ui.texts import model_tables_html  # noqa: E402
-from viz.trace_json import check_trace_json, decode_array  # noqa: E402
+from model.trace_json import check_trace_json, decode_array  # noqa: E402
 
 EXAMPLE = "Je mange une pomme."
 GREEDY = dict(decoding=inputs.GREEDY, beam_size=4, length_penalty=1.0, max_len=0, use_cache=True, model="tiny")

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from playwright import sync_api as playwright_api  # requirements-dev.txt: missing, the suite fails
 
-from viz.trace_json import check_trace_json, decode_array
+from model.trace_json import check_trace_json, decode_array
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

@@ -19,7 +19,7 @@ from model.memory import weight_bytes
 from model.quantize import model_weight_bytes, packed_bytes, quantize_int8
 from ui import handlers, inputs
 from ui.context import load_context
-from viz.trace_json import check_trace_json, decode_array
+from model.trace_json import check_trace_json, decode_array
 
 EXAMPLE = "le chat mange une pomme sur le canapé"
 SETTINGS = dict(decoding=inputs.GREEDY, beam_size=4, length_penalty=1.0, max_len=0, use_cache=True, model="tiny")

@@ -264,7 +264,7 @@ def test_app_renders_an_imported_model(marian_dir):
     from ui.context import load_context
     from ui.handlers import warm_up
     from ui.layout import build_demo
-    from viz.trace_json import check_trace_json, trace_to_json
+    from model.trace_json import check_trace_json, trace_to_json
 
     ckpt = load_model(marian_dir)
     trace = trace_translation(ckpt.model, ckpt.tokenizer, FRENCH[0], max_len=5)

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from viz.trace_json import check_trace_json
+from model.trace_json import check_trace_json
 from conftest import ROOT
 
 
@@ -24,7 +24,7 @@ def test_translates_one_sentence_and_dumps_steps(tiny_checkpoint, tmp_path):
     assert 1 <= len(record["steps"]) <= 5
     step = record["steps"][0]
     assert {"piece", "prob", "top_k", "latency_ms", "kv_self_bytes"} <= set(step)
-    # the one trace format (viz.trace_json), with readable float arrays
+    # the one trace format (model.trace_json), with readable float arrays
     check_trace_json(record)
     n_steps, n_src = len(record["steps"]), len(record["source_pieces"])
     cross = record["attention"]["cross"]

@@ -10,7 +10,7 @@ from model.decoding import trace_translation
 from model.positional import sinusoidal_encoding
 from viz.curves import has_curves, score_rows, training_curves
 from viz.positional import default_dims, encoding_curves, encoding_heatmap, similarity_heatmap
-from viz.trace_json import (check_trace_json, cross_attention, decode_array, decoder_self_attention, encode_array,
+from model.trace_json import (check_trace_json, cross_attention, decode_array, decoder_self_attention, encode_array,
                             trace_to_json)
 
 

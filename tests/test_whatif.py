@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from model.ablation import head_mask  # noqa: E402
 from model.decoding import trace_translation  # noqa: E402
 from ui import whatif  # noqa: E402
-from viz.trace_json import check_trace_json, decode_array  # noqa: E402
+from model.trace_json import check_trace_json, decode_array  # noqa: E402
 
 TEXT = "le chat mange une pomme sur le canapé"
 OTHER = "le chien dort sur la plage demain"

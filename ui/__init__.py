@@ -2,5 +2,5 @@
 
 ``build_demo(paths)`` lays the page out; ``ui.server.launch(demo)`` serves it hardened. The model runs
 only on the server (``ui.handlers``); every translation's trace is sent to the page once
-(``viz.trace_json``) and ``static/regard.js`` slices and draws it there.
+(``model.trace_json``) and ``static/regard.js`` slices and draws it there.
 """

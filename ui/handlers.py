@@ -20,7 +20,7 @@ from model.memory import process_rss_bytes
 from model.record import best_head as record_best_head
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
-from viz.trace_json import trace_to_json
+from model.trace_json import trace_to_json
 
 from .context import Context, LoadedModel
 from .inputs import BEAM, FP32, GREEDY, INT8, Settings, check_text, parse_settings, refuse

@@ -3,7 +3,7 @@ compare two sentences, switch heads off, and read the alignment and logit lenses
 
 Handlers are module-level functions over the explicit ``Context`` (like ``ui.handlers``); each one is a
 public API endpoint (``api_name`` below) on the one bounded model queue. Results are JSON that
-``static/whatif.js`` draws in the page (``viz.whatif_json`` and ``viz.trace_json`` give the shapes).
+``static/whatif.js`` draws in the page (``viz.whatif_json`` and ``model.trace_json`` give the shapes).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from model.attention import KINDS
 from model.decoding import InputError, default_max_len, source_ids, target_ids, trace_translation
 from model.lens import logit_lens
 from model.search import Greedy, generate
-from viz.trace_json import trace_to_json
+from model.trace_json import trace_to_json
 from viz.whatif_json import alignment_json, beam_tree_json, lens_json, ranking_json, step_probs
 
 from .context import Context, LoadedModel, model_call

@@ -1,7 +1,6 @@
-"""Regard's figures and the trace's JSON form: pure functions from data to plotly figures or JSON.
+"""Regard's server-side figures and the What if answers' JSON: pure functions from data to plotly or JSON.
 
-- ``trace_json``: the trace contract the API and the page read (``regard-trace/1``) and its checker;
-- ``whatif_json``: the What if answers' arrays in the same compact form;
+- ``whatif_json``: the What if answers' arrays in the trace's compact form (``model.trace_json``);
 - ``curves``: training curves (dev BLEU and loss over time) and the score rows of the model cards;
 - ``positional``: the sinusoidal encodings' heatmap, curves and similarity.
 

@@ -1,7 +1,7 @@
 """JSON forms of the "what if" results (beam tree, head ablation, logit lens, word alignment) for the page.
 
 Pure functions from ``model/`` results to JSON-ready dicts; arrays of attention go through
-``viz.trace_json.encode_array`` (uint8 + scale) like the main trace. Indices are 0-based; the page adds 1.
+``model.trace_json.encode_array`` (uint8 + scale) like the main trace. Indices are 0-based; the page adds 1.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .trace_json import encode_array
+from model.trace_json import encode_array
 
 if TYPE_CHECKING:
     from model.ablation import HeadRanking

@@ -34,9 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .memory import kv_cross_bytes_formula, kv_self_bytes_formula
+
 if TYPE_CHECKING:
-    from model.config import ModelConfig
-    from model.decoding import Trace
+    from .config import ModelConfig
+    from .decoding import Trace
 
 SCHEMA = "regard-trace/1"
 EOS_PIECE = "</s>"
@@ -140,8 +142,6 @@ def trace_to_json(trace: "Trace", config: "ModelConfig | None" = None, arrays: A
         },
     }
     if config is not None:
-        from model.memory import kv_cross_bytes_formula, kv_self_bytes_formula
-
         b = {"float32": 4, "float16": 2, "bfloat16": 2}.get(trace.dtype, 4)
         n_src, beams = len(trace.source_ids), trace.beam_size
         data["kv_formula"] = {
