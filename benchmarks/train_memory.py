@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.checkpoint import load_model  # noqa: E402
+from model.load import load_model  # noqa: E402
 from model.explain.arithmetic import measure_training_step, measured_batch, recorded_batch, training_compute  # noqa: E402
 from model.memory import human_bytes  # noqa: E402
 

@@ -91,25 +91,6 @@ def save_checkpoint(
     return path
 
 
-def load_model(
-    path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> Checkpoint:
-    """Load whatever ``path`` names into a ``Checkpoint``: the entry point for the CLI and the app.
-
-    A file is a Regard checkpoint. A directory is where other formats plug in (a Hugging Face
-    Marian export, say): dispatch on its contents here and return the same ``Checkpoint``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        from .marian import is_marian_dir, load_marian_dir  # imported here: marian.py imports this module
-
-        if is_marian_dir(path):  # a Hugging Face Marian model, e.g. a downloaded Helsinki-NLP/opus-mt-fr-en
-            return load_marian_dir(path, device=device, dtype=dtype)
-        raise CheckpointError(f"{path}: a directory, but not a Hugging Face Marian model (no config.json "
-                              "with model_type marian)")
-    return load_checkpoint(path, device=device, dtype=dtype)
-
-
 def load_checkpoint(
     path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> Checkpoint:

@@ -150,7 +150,7 @@ def load(path: str | Path, device: "str | torch.device" = "cpu", dtype: "torch.d
     loader's notices printed as ``warning:`` lines; a ``CheckpointError`` is left to :func:`run`."""
     import torch
 
-    from .checkpoint import load_model
+    from .load import load_model
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

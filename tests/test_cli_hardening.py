@@ -153,16 +153,16 @@ def test_warnings_from_elsewhere_in_the_process_are_not_relayed(capsys, monkeypa
     checkpoint's business; the loader's own UserWarnings still are."""
     import warnings
 
-    import model.checkpoint as checkpoint
+    import model.load as loader
 
-    real = checkpoint.load_model
+    real = loader.load_model
 
     def noisy_load(*args, **kwargs):
         warnings.warn("unclosed event loop", ResourceWarning)
         warnings.warn("weights are not verified", UserWarning)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "load_model", noisy_load)
+    monkeypatch.setattr(loader, "load_model", noisy_load)
     code, out, err = cli(capsys, monkeypatch, ["--checkpoint", str(tiny_checkpoint), "--max-len", "3", SENTENCE])
     assert code == 0 and len(out) == 1
     assert err == ["warning: weights are not verified"]

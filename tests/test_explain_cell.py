@@ -10,7 +10,7 @@ import transformers  # requirements-dev.txt; test_marian.py needs it too
 from conftest import tiny_pairs
 from test_marian import write_opus_vocab
 
-from model.checkpoint import load_model
+from model.load import load_model
 from model.decoding import trace_translation
 from model.errors import InputError, LimitError
 from model.explain.arrays import decode_f32

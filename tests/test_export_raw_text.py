@@ -31,7 +31,8 @@ import torch.nn.functional as F
 import transformers
 from conftest import tiny_config, tiny_pairs
 
-from model.checkpoint import Checkpoint, load_model
+from model.checkpoint import Checkpoint
+from model.load import load_model
 from model.decoding import default_max_len, greedy_batch, source_ids
 from model.export import export_ct2, export_hf
 from model.tokenizer import ELIDED_WORDS, SPACES_PATTERN, Tokenizer, join_elision, split_elision_text

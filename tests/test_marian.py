@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import transformers
 from conftest import tiny_config, tiny_pairs
 
-from model.checkpoint import CheckpointError, load_checkpoint, load_model
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.load import load_model
 from model.decoding import default_max_len, greedy_batch, source_ids, trace_translation
 from model.export import export_ct2, export_hf
 from model.marian import MarianVocab, is_marian_dir, marian_order

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from model.checkpoint import Checkpoint, load_model
+from model.checkpoint import Checkpoint
+from model.load import load_model
 from model.decoding import InputError
 from model.quantize import model_weight_bytes, quantize_int8
 from model.record import public_record
