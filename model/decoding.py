@@ -21,7 +21,7 @@ import torch
 from .attention import HeadMask
 from .device import synchronize, timer_ms
 from .errors import InputError
-from .limits import MAX_SOURCE_CHARS, check_source
+from .limits import MAX_SOURCE_CHARS, check_source, split_to_fit
 from .search import (
     Beam,
     BeamTree,
@@ -121,15 +121,15 @@ def translate_batch(
 ) -> list[str]:
     """Translate many sentences, sorted by length into batches; output order matches input order.
 
-    Empty lines give empty translations (so line-aligned files stay aligned).
+    Empty lines give empty translations (so line-aligned files stay aligned). A text longer than the
+    model reads at once is translated in pieces (``limits.split_to_fit``: at sentence ends, then
+    spaces) and their translations joined by a space, as the CLI and the app do: nothing is cut off.
     """
     device = next(model.parameters()).device
-    out = [""] * len(texts)
-    encoded = {}
-    for i, text in enumerate(texts):
-        if text.strip():
-            ids = tokenizer.encode(text.strip())[: model.config.max_positions - 1]
-            encoded[i] = ids + [model.config.eos_id]
+    pieces = [split_to_fit(tokenizer, text, model.config.max_positions) for text in texts]  # LimitError past a line's cap
+    flat = [piece for parts in pieces for piece in parts]
+    out = [""] * len(flat)
+    encoded = {i: tokenizer.encode(piece) + [model.config.eos_id] for i, piece in enumerate(flat)}
     order = sorted(encoded, key=lambda i: len(encoded[i]))
     strategy = Greedy() if beam_size == 1 else Beam(beam_size, length_penalty)
     for start in range(0, len(order), batch_size):
@@ -138,7 +138,10 @@ def translate_batch(
         cap = default_max_len(model, src.size(1), max_len)
         for i, hyp in zip(chunk, generate(model, src, strategy, cap, head_mask=head_mask).hypotheses):
             out[i] = tokenizer.decode(hyp.tokens)
-    return out
+    joined, done = [], iter(out)
+    for parts in pieces:
+        joined.append(" ".join(next(done) for _ in parts))
+    return joined
 
 
 # --- step-by-step trace for the app -----------------------------------------------------------------

@@ -155,3 +155,18 @@ def test_forced_steps_replay_the_given_tokens(tiny_model, tiny_tokenizer):
     enc = tiny_model.encode(torch.tensor([[10, 11, 12, 3]]), need_weights=False)
     steps = list(iter_steps(tiny_model, tiny_tokenizer, enc, max_len=10, forced=[20, 21]))
     assert [s.token_id for s in steps] == [20, 21, tiny_model.config.eos_id]
+
+
+def test_a_text_longer_than_the_model_reads_is_translated_in_pieces_not_cut(tiny_model, tiny_tokenizer):
+    """max_positions 64: three sentences of ~25 pieces each do not fit at once. Each is translated, as
+    the CLI does it, and nothing after the 63rd piece is dropped."""
+    from model.limits import fits, split_to_fit
+
+    sentences = ["Le chat mange une pomme sur le canapé avec le chien de la maison ce matin."] * 3
+    sentences[1] = "Nous allons à la plage demain avec un chien et un chat qui dorment sur le sable."
+    text = " ".join(sentences)
+    assert not fits(tiny_tokenizer, text, tiny_model.config.max_positions)
+    parts = split_to_fit(tiny_tokenizer, text, tiny_model.config.max_positions)
+    assert parts == sentences  # cut at the sentence ends
+    (whole,) = translate_batch(tiny_model, tiny_tokenizer, [text], max_len=12)
+    assert whole == " ".join(translate_batch(tiny_model, tiny_tokenizer, sentences, max_len=12))
