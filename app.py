@@ -18,7 +18,7 @@ import torch
 from model import cli
 from model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from model.device import pick_device
-from ui.context import load_context, tune_allocator
+from ui.context import MainThreadRunner, load_context, tune_allocator
 from ui.handlers import warm_up
 from ui.layout import build_demo
 from ui.server import MAX_QUEUE
@@ -73,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     # one intra-op thread per concurrent model call: the calls share the cores instead of fighting over them
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.concurrency))
     warm_up(ctx)
-    build_demo(ctx, analytics=args.analytics, max_queue=args.max_queue).launch(server_name=args.host, server_port=args.port, share=args.share)
+    ctx.runner = MainThreadRunner()  # this thread runs the calls that take every core (ui/context.py says why)
+    demo = build_demo(ctx, analytics=args.analytics, max_queue=args.max_queue)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True)
+    try:
+        ctx.runner.serve()  # until Ctrl+C, as launch() itself would wait
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
     return 0
 
 

@@ -134,23 +134,46 @@ def test_concurrent_api_calls_are_decoded_together_and_each_gets_its_own(served_
         assert trace["batch_size"] == len(texts)
 
 
-def test_a_whole_machine_call_holds_every_slot_and_every_core(app_context):
-    """model_call(whole=True) (attribution, one training step): no other model call runs beside it, torch
-    uses a thread per core inside it, and the app's thread setting is back after it."""
+def test_a_whole_machine_call_holds_every_slot_and_every_core_on_the_runners_thread(app_context):
+    """whole_machine (attribution, one training step): no other model call runs beside it, torch uses a
+    thread per core inside it, on the runner's thread (app.py: the main thread) when there is one; the
+    calling thread's setting is back after it, and an exception reaches the caller."""
     import os
 
-    from ui.context import model_call
+    from ui.context import MainThreadRunner, whole_machine
 
     gate, lm = app_context.in_flight, app_context.default
+    seen: dict = {}
+
+    def job() -> str:
+        seen.update(now=gate.now, free=gate.free(), threads=torch.get_num_threads(), thread=threading.current_thread())
+        return "done"
+
     before, runs = torch.get_num_threads(), lm.runs
     torch.set_num_threads(1)  # as app.py sets it on a 2-core host (one thread per concurrent call)
     try:
-        with model_call(app_context, lm, grad=True, whole=True):
-            assert gate.now == gate.limit and not gate.free()
-            assert torch.get_num_threads() == (os.cpu_count() or 1)
-            assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert whole_machine(app_context, lm, job, grad=True) == "done"  # no runner: on this thread
+        assert seen == dict(now=gate.limit, free=False, threads=os.cpu_count() or 1, thread=threading.current_thread())
         assert gate.now == 0 and torch.get_num_threads() == 1 and lm.runs == runs + 1
-        with model_call(app_context, lm):
-            assert gate.now == 1 and torch.is_inference_mode_enabled()
+
+        app_context.runner, stop = MainThreadRunner(), threading.Event()  # this thread serves, another one asks
+        out: dict = {}
+
+        def request() -> None:
+            out["result"] = whole_machine(app_context, lm, job)
+            try:
+                whole_machine(app_context, lm, lambda: 1 / 0)
+            except ZeroDivisionError as exc:
+                out["error"] = exc
+            stop.set()
+
+        asker = threading.Thread(target=request)
+        asker.start()
+        app_context.runner.serve(stop, poll_s=0.01)
+        asker.join(10)
+        assert out["result"] == "done" and isinstance(out["error"], ZeroDivisionError)
+        assert seen["thread"] is threading.current_thread() and seen["now"] == gate.limit
+        assert gate.now == 0 and torch.get_num_threads() == 1
     finally:
+        app_context.runner = None
         torch.set_num_threads(before)

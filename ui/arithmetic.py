@@ -17,7 +17,7 @@ from model.explain.arithmetic import (NOT_RECORDED, inference_memory, measure_tr
                                       parameters_by_part, training_compute, training_memory)
 from model.memory import human_bytes
 
-from .context import Context, LoadedModel, model_call
+from .context import Context, LoadedModel, whole_machine
 from .handlers import pick_model
 from .inputs import checked_choices, refuse
 from .texts import table_html
@@ -209,9 +209,8 @@ def training_memory_step(ctx: Context, model: Any = None) -> tuple[str, dict]:
     """Run one training step of ``model`` (name; empty = default) and return the table and its JSON."""
     lm = pick_model(ctx, model)
     try:
-        # the whole gate: the step's math-kernel switch (sdpa_kernel) is process-wide
-        with model_call(ctx, lm, grad=True, whole=True):
-            result = measure_training_step(lm.ckpt.model, lm.ckpt.training)
+        # the whole machine: the step's math-kernel switch (sdpa_kernel) is process-wide
+        result = whole_machine(ctx, lm, lambda: measure_training_step(lm.ckpt.model, lm.ckpt.training), grad=True)
     except ValueError as exc:
         raise refuse(str(exc)) from None
     return measure_html(lm, result), {"model": lm.name, **result}

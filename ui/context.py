@@ -6,12 +6,14 @@ session state at all (and ``ui.server.LeanSessions`` keeps Gradio from keeping a
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
 import functools
 import json
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -279,6 +281,7 @@ class Context:
     batcher: Batcher = field(init=False)
     idle_trim: IdleTrim = field(init=False)
     whole: threading.Lock = field(default_factory=threading.Lock, repr=False)  # model_call(whole=True) callers
+    runner: "MainThreadRunner | None" = field(default=None, repr=False)  # where whole_machine jobs run (app.py)
 
     def __post_init__(self) -> None:
         self.in_flight = InFlight(self.concurrency)
@@ -326,19 +329,64 @@ def model_call(ctx: Context, lm: LoadedModel, grad: bool = False, whole: bool = 
     """One model call through the gate (``ctx.in_flight``: the concurrency bound is measured on it), counted
     in ``lm.runs``; no autograd inside unless ``grad`` (gradient attributions).
 
-    ``whole``: every slot of the gate and a thread per core, for a call worth the whole machine (attribution,
-    one measured training step). Nothing else runs beside it, so torch's process-wide settings (the thread
-    count, the attention kernel) are its own meanwhile; ``ctx.whole`` lets one such caller collect slots at a time.
+    ``whole``: every slot of the gate, for a call worth the whole machine (see ``whole_machine``). Nothing
+    else runs beside it, so torch's process-wide settings (the attention kernel) are its own meanwhile;
+    ``ctx.whole`` lets one such caller collect slots at a time.
     """
     with contextlib.ExitStack() as stack:
         if whole:
             stack.enter_context(ctx.whole)
             for _ in range(ctx.in_flight.limit):
                 stack.enter_context(ctx.in_flight)
-            stack.enter_context(thread_count(os.cpu_count() or 1))
         else:
             stack.enter_context(ctx.in_flight)
         if not grad:
             stack.enter_context(torch.inference_mode())
         yield
     lm.runs += 1
+
+
+class MainThreadRunner:
+    """Runs jobs on the thread that made it (``app.py``: the main thread, once the server is up).
+
+    Why: with torch's OpenMP (libgomp) every thread that runs a multi-threaded op gets its own pool of
+    threads, and on the 2-core host a second pool made attribution about 4x slower (3 s on the main
+    thread, 10 s on a server thread, ``python3 benchmarks/attribution.py --app``). The app's request
+    threads run their model calls on one thread each; the few calls worth every core run here.
+    """
+
+    def __init__(self) -> None:
+        self.owner = threading.current_thread()
+        self._jobs: "queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future]]" = queue.Queue()
+
+    def run(self, job: Callable[[], Any]) -> Any:
+        """``job()``'s result (or exception), computed on the owner thread; at once if called there."""
+        if threading.current_thread() is self.owner:
+            return job()
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((job, done))
+        return done.result()
+
+    def serve(self, stop: threading.Event | None = None, poll_s: float = 0.2) -> None:
+        """Run jobs as they come, on the owner thread, until ``stop`` is set (or KeyboardInterrupt)."""
+        while stop is None or not stop.is_set():
+            try:
+                job, done = self._jobs.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(job())
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting request thread
+                    done.set_exception(exc)
+
+
+def whole_machine(ctx: Context, lm: LoadedModel, job: Callable[[], Any], grad: bool = False) -> Any:
+    """``job()`` as one model call that has the machine: every slot of the gate (``model_call(whole=True)``)
+    and a thread per core, on ``ctx.runner``'s thread when the app has one (else the caller's)."""
+    def with_every_core() -> Any:
+        with thread_count(os.cpu_count() or 1):
+            return job()
+
+    with model_call(ctx, lm, grad=grad, whole=True):
+        return ctx.runner.run(with_every_core) if ctx.runner is not None else with_every_core()

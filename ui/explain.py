@@ -5,7 +5,7 @@ Each takes a finished translation as the page holds it (the French it read and t
 ``steps[t].token_id`` of its trace) plus the model's name, so nothing is translated again; the views
 (``static/cell.js``, ``static/attribution.js``, ``static/layernorm.js``) ask for them through hidden events of ``ui.layout`` (``regard.explain``), and
 API clients call them by name. They run on the one bounded model queue and the model gate
-(``context.model_call``; attribution takes the whole gate and every core), and their answers are kept in the app's byte-bounded cache.
+(``context.model_call``; attribution takes the whole machine, ``context.whole_machine``), and their answers are kept in the app's byte-bounded cache.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from model.explain.cell import attention_layer
 from model.explain.residual import residual_stats
 from model.search import Greedy, check_prefix, generate
 
-from .context import Context, LoadedModel, model_call
+from .context import Context, LoadedModel, model_call, whole_machine
 from .handlers import pick_model
 from .inputs import check_text, guarded
 from .whatif import parse_ids
@@ -86,8 +86,8 @@ def attribution(ctx: Context, text: Any, generated_ids: Any, model: Any = None) 
     check_request(lm.ckpt.model, src, generated, IG_STEPS)  # a sentence too long is refused before it waits
 
     def run() -> dict:
-        with model_call(ctx, lm, grad=True, whole=True):  # about 2 s on two cores: worth both of them
-            data = attribute(lm.ckpt.model, src, generated, steps=IG_STEPS)
+        # about 2-3 s on two cores: worth both of them
+        data = whole_machine(ctx, lm, lambda: attribute(lm.ckpt.model, src, generated, steps=IG_STEPS), grad=True)
         return {**data, **_echo("attribution", lm, text, generated)}
     return _cached(ctx, ("attribution", lm.name, tuple(src), tuple(generated)), run)
 
