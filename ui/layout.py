@@ -55,14 +55,7 @@ class RegardBlocks(LeanSessions, gr.Blocks):
     def launch(self, *args: Any, **kwargs: Any):
         for key, value in {"theme": THEME, **page_assets(), **launch_options()}.items():
             kwargs.setdefault(key, value)
-        # Gradio's launch blocks unless told not to, so the busy message is installed in between and the
-        # caller's wish to block is honoured afterwards: `python app.py` gets it too, not only the tests.
-        block = not kwargs.pop("prevent_thread_lock", False)
-        out = super().launch(*args, prevent_thread_lock=True, **kwargs)
-        polite_queue(self)
-        if block:
-            self.block_thread()
-        return out
+        return super().launch(*args, **kwargs)
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
         missing = block_fn.inputs[len(inputs):]
@@ -210,6 +203,8 @@ def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE
         weights_btn.click(partial(handlers.compare_weights, ctx), [text, max_len, model], cache_runs,
                           api_visibility="private", **model_q).success(**load_runs)
     demo.queue(default_concurrency_limit=ctx.concurrency, max_size=max_queue)
+    # on the queue just made, which launch keeps: in place before the server takes its first request
+    polite_queue(demo)
     return demo
 
 
