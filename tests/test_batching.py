@@ -146,14 +146,16 @@ def test_a_whole_machine_call_holds_every_slot_and_every_core_on_the_runners_thr
     seen: dict = {}
 
     def job() -> str:
-        seen.update(now=gate.now, free=gate.free(), threads=torch.get_num_threads(), thread=threading.current_thread())
+        seen.update(now=gate.now, free=gate.free(), threads=torch.get_num_threads(), thread=threading.current_thread(),
+                    inference=torch.is_inference_mode_enabled())
         return "done"
 
     before, runs = torch.get_num_threads(), lm.runs
     torch.set_num_threads(1)  # as app.py sets it on a 2-core host (one thread per concurrent call)
     try:
         assert whole_machine(app_context, lm, job, grad=True) == "done"  # no runner: on this thread
-        assert seen == dict(now=gate.limit, free=False, threads=os.cpu_count() or 1, thread=threading.current_thread())
+        assert seen == dict(now=gate.limit, free=False, threads=os.cpu_count() or 1, thread=threading.current_thread(),
+                            inference=False)
         assert gate.now == 0 and torch.get_num_threads() == 1 and lm.runs == runs + 1
 
         app_context.runner, stop = MainThreadRunner(), threading.Event()  # this thread serves, another one asks
@@ -173,6 +175,7 @@ def test_a_whole_machine_call_holds_every_slot_and_every_core_on_the_runners_thr
         asker.join(10)
         assert out["result"] == "done" and isinstance(out["error"], ZeroDivisionError)
         assert seen["thread"] is threading.current_thread() and seen["now"] == gate.limit
+        assert seen["inference"]  # grad=False: no autograd on the runner's thread, where the job ran
         assert gate.now == 0 and torch.get_num_threads() == 1
     finally:
         app_context.runner = None

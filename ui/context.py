@@ -383,10 +383,11 @@ class MainThreadRunner:
 
 def whole_machine(ctx: Context, lm: LoadedModel, job: Callable[[], Any], grad: bool = False) -> Any:
     """``job()`` as one model call that has the machine: every slot of the gate (``model_call(whole=True)``)
-    and a thread per core, on ``ctx.runner``'s thread when the app has one (else the caller's)."""
+    and a thread per core, on ``ctx.runner``'s thread when the app has one (else the caller's). Thread
+    count and autograd mode are per thread in torch, so both are set where the job runs."""
     def with_every_core() -> Any:
-        with thread_count(os.cpu_count() or 1):
+        with thread_count(os.cpu_count() or 1), (contextlib.nullcontext() if grad else torch.inference_mode()):
             return job()
 
-    with model_call(ctx, lm, grad=grad, whole=True):
+    with model_call(ctx, lm, grad=True, whole=True):  # the gate only: the mode is the job's thread's
         return ctx.runner.run(with_every_core) if ctx.runner is not None else with_every_core()

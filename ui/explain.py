@@ -61,8 +61,8 @@ def attention_cell(ctx: Context, text: Any, generated_ids: Any, kind: Any, layer
         kind = "decoder_self"
     if kind not in KINDS:
         raise InputError(f"kind must be one of {', '.join(KINDS)}, got {str(kind)[:40]!r}")
-    counts = {"encoder": lm.ckpt.config.n_encoder_layers}
-    n = counts.get(kind, lm.ckpt.config.n_decoder_layers)
+    cfg = lm.ckpt.config
+    n = cfg.n_encoder_layers if kind == "encoder" else cfg.n_decoder_layers
     try:
         index = int(str(layer).strip())
     except ValueError:
