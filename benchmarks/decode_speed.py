@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.decoding import default_max_len, trace_translation, translate_batch  # noqa: E402
 from model.quantize import quantize_int8, to_bf16  # noqa: E402
-from model.search import Greedy, generate  # noqa: E402
+from model.generation import Greedy, generate  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "tatoeba" / "test.tsv"
 

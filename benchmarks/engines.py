@@ -34,7 +34,7 @@ from model.decoding import default_max_len, greedy_batch, source_ids, trace_tran
 from model.export import export_ct2, export_hf  # noqa: E402
 from model.marian import require_transformers  # noqa: E402
 from model.quantize import quantize_int8  # noqa: E402
-from model.search import thread_count  # noqa: E402
+from model.generation import thread_count  # noqa: E402
 
 TEST = ROOT.parent / "shared" / "data" / "tatoeba" / "test.tsv"
 
@@ -86,7 +86,7 @@ def main() -> None:
         hf = transformers.MarianMTModel.from_pretrained(str(export_hf(ckpt, Path(tmp) / "hf"))).eval() if with_hf else None
         ct2_dir, ct2_int8_dir = export_ct2(ckpt, Path(tmp) / "ct2"), export_ct2(ckpt, Path(tmp) / "ct2-int8", "int8")
         ct2 = ctranslate2.Translator(str(ct2_dir), device="cpu", intra_threads=threads)
-        # Regard decodes batch 1 on one thread (model.search.default_threads); give the others that too,
+        # Regard decodes batch 1 on one thread (model.generation.default_threads); give the others that too,
         # and compare against each engine's faster setting.
         ct2_one = ctranslate2.Translator(str(ct2_dir), device="cpu", intra_threads=1)
         ct2_int8 = ctranslate2.Translator(str(ct2_int8_dir), device="cpu", intra_threads=threads)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from model.decoding import default_max_len, greedy_batch, source_ids, trace_translation, translate_batch  # noqa: E402
 from model.layout import is_column_major  # noqa: E402
-from model.search import thread_count  # noqa: E402
+from model.generation import thread_count  # noqa: E402
 
 TEST = ROOT.parent / "shared" / "data" / "tatoeba" / "test.tsv"
 

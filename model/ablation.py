@@ -14,7 +14,7 @@ import torch
 
 from .attention import KINDS, HeadMask
 from .errors import InputError
-from .transformer import Transformer
+from .transformer import EncoderOutput, Transformer
 
 Head = tuple[str, int, int]  # (kind, layer, head), kind in KINDS
 
@@ -49,10 +49,21 @@ class HeadRanking:
         return sorted(rows, key=lambda r: -r[3])
 
 
-def sequence_logprobs(model: Transformer, src: torch.Tensor, tgt: torch.Tensor, head_mask: HeadMask | None = None) -> torch.Tensor:
-    """Teacher-forced log p of ``tgt`` (B, T) (ids ending with eos, no bos) given ``src`` (B, S): (B,)."""
+def sequence_logprobs(
+    model: Transformer,
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    head_mask: HeadMask | None = None,
+    enc: EncoderOutput | None = None,
+) -> torch.Tensor:
+    """Teacher-forced log p of ``tgt`` (B, T) (ids ending with eos, no bos) given ``src`` (B, S): (B,).
+
+    ``enc``, when given, is ``src`` already encoded with the same ``head_mask`` (a finished generation's)."""
     bos = torch.full_like(tgt[:, :1], model.config.bos_id)
-    logits = model(src, torch.cat([bos, tgt[:, :-1]], dim=1), head_mask=head_mask)  # (B, T, V)
+    if enc is None:
+        enc = model.encode(src, head_mask=head_mask)
+    x = model.run_decoder(torch.cat([bos, tgt[:, :-1]], dim=1), enc, head_mask=head_mask)[0]  # (B, T, D)
+    logits = model.project(x)  # (B, T, V): Transformer.forward, from the encoder output
     logp = logits.float().log_softmax(-1)  # (B, T, V)
     return logp.gather(2, tgt[..., None])[..., 0].sum(1)  # (B,)
 

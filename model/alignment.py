@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .transformer import Transformer
+from .attention import HeadMask
+from .transformer import EncoderOutput, Transformer
 
 WORD_START = "▁"
 SPECIAL = ("<s>", "</s>", "<pad>")
@@ -75,12 +76,14 @@ def score_links(pred: list[Links], ref: list[Links]) -> AlignmentScore:
 
 
 @torch.inference_mode()
-def cross_attention(model: Transformer, src_ids: list[int], out_ids: list[int]) -> np.ndarray:
-    """Teacher-forced cross-attention (L, H, T, S): row t is the step that produces ``out_ids[t]``."""
-    device = next(model.parameters()).device
-    enc = model.encode(torch.tensor([src_ids], device=device))
-    tgt_in = torch.tensor([[model.config.bos_id] + list(out_ids[:-1])], device=device)  # (1, T)
-    _, _, cross = model.run_decoder(tgt_in, enc, need_weights=True)
+def cross_attention(
+    model: Transformer, enc: EncoderOutput, out_ids: list[int], head_mask: HeadMask | None = None
+) -> np.ndarray:
+    """Teacher-forced cross-attention (L, H, T, S) of ``out_ids`` over the one sentence encoded in
+    ``enc`` (e.g. a finished ``Generation.sentence()``, so nothing is encoded again): row t is the
+    step that produces ``out_ids[t]``."""
+    tgt_in = torch.tensor([[model.config.bos_id] + list(out_ids[:-1])], device=enc.memory.device)  # (1, T)
+    _, _, cross = model.run_decoder(tgt_in, enc, need_weights=True, head_mask=head_mask)
     return torch.stack([w[0] for w in cross]).float().cpu().numpy()  # (L, H, T, S)
 
 

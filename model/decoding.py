@@ -1,4 +1,4 @@
-"""Translation entry points for the app, CLI and evaluation, built on the one loop in ``model.search``.
+"""Translation entry points for the app, CLI and evaluation, built on the one loop in ``model.generation``.
 
 ``translate_batch`` translates many sentences (greedy or beam, batched for throughput);
 ``trace_translation`` translates one and keeps everything the app shows, step by step (``Trace``):
@@ -11,39 +11,26 @@ every step (``Transformer.decode_prefix``) so the two can be compared for speed 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .attention import HeadMask
-from .device import synchronize, timer_ms
 from .errors import InputError
+from .generation.loop import generate
+from .generation.records import BeamTree, Generation, Hypothesis, StepEvent
+from .generation.search import next_token_logprobs
+from .generation.strategies import Beam, Forced, Greedy
 from .limits import MAX_SOURCE_CHARS, check_source, split_to_fit
-from .search import (
-    Beam,
-    BeamTree,
-    Forced,
-    Generation,
-    Greedy,
-    Hypothesis,
-    StepEvent,
-    default_threads,
-    expand_encoder,
-    generate,
-    next_token_logprobs,
-    thread_count,
-)
 from .tokenizer import Tokenizer
-from .transformer import EncoderOutput, Transformer
+from .transformer import Transformer
 
 __all__ = [
     "MAX_SOURCE_CHARS", "InputError", "source_ids", "pad_batch", "default_max_len", "next_token_logprobs",
-    "strip_eos", "greedy_batch", "expand_encoder", "BeamResult", "beam_search_batch", "translate_batch",
-    "Candidate", "StepRecord", "Trace", "iter_steps", "trace_translation", "trace_batch", "target_ids",
-    "branch_prefix",
+    "strip_eos", "greedy_batch", "translate_batch", "Candidate", "StepRecord", "Trace", "trace_translation",
+    "trace_batch", "target_ids", "branch_prefix",
 ]
 
 
@@ -87,26 +74,6 @@ def strip_eos(ids: list[int], eos_id: int) -> list[int]:
 def greedy_batch(model: Transformer, src: torch.Tensor, max_len: int, head_mask: HeadMask | None = None) -> list[list[int]]:
     """src (B, S) padded ids -> B output id lists (eos removed), with the KV cache."""
     return [h.tokens for h in generate(model, src, Greedy(), max_len, head_mask=head_mask).hypotheses]
-
-
-@dataclass
-class BeamResult:
-    tokens: list[int]  # without bos/eos
-    score: float  # length-normalised log-probability
-    step_ms: list[float] = field(default_factory=list)  # wall time of each search step
-    cache_bytes: list[int] = field(default_factory=list)  # KV-cache bytes after each step
-
-
-def beam_search_batch(
-    model: Transformer, src: torch.Tensor, beam_size: int, max_len: int, length_penalty: float = 1.0
-) -> list[BeamResult]:
-    """Batched beam search. Hypotheses are ranked by sum(log p) / length**length_penalty.
-
-    A sentence stops once ``beam_size`` hypotheses have ended with eos; at ``max_len`` the alive
-    beams compete with the finished ones. Beam size 1 is exactly greedy search.
-    """
-    gen = generate(model, src, Beam(beam_size, length_penalty), max_len)
-    return [BeamResult(h.tokens, h.norm_score, gen.step_ms, gen.cache_bytes) for h in gen.hypotheses]
 
 
 def translate_batch(
@@ -224,37 +191,6 @@ def step_records(tokenizer: Tokenizer, gen: Generation, hyp: Hypothesis, src_len
     return records
 
 
-def iter_steps(
-    model: Transformer,
-    tokenizer: Tokenizer,
-    enc: EncoderOutput,
-    max_len: int,
-    use_cache: bool = True,
-    top_k: int = 10,
-    forced: list[int] | None = None,
-) -> Iterator[StepRecord]:
-    """Greedy decoding of one sentence (batch 1) as ``StepRecord``s, one per generated token.
-
-    With ``forced`` the tokens are given, followed by eos, and the records show what the model
-    computed for them. Stops after eos or ``max_len`` tokens.
-    """
-    strategy = Forced(list(forced) + [model.config.eos_id]) if forced is not None else Greedy()
-    gen = generate(model, None, strategy, max_len, enc=enc, use_cache=use_cache, need_weights=True,
-                   top_k=top_k, record=True)
-    yield from step_records(tokenizer, gen, gen.hypotheses[0])
-
-
-def encode_traced(model: Transformer, src: torch.Tensor, head_mask: HeadMask | None,
-                  rows: int) -> tuple[EncoderOutput, float]:
-    """Encode src (B, S) with attention weights kept, timed; thread count as ``generate`` picks for ``rows``."""
-    device = src.device
-    synchronize(device)
-    start = time.perf_counter()
-    with torch.inference_mode(), thread_count(default_threads(rows)):
-        enc = model.encode(src, need_weights=True, head_mask=head_mask)
-    return enc, timer_ms(device, start)
-
-
 def build_trace(model: Transformer, tokenizer: Tokenizer, text: str, ids: list[int], encoder_attn: np.ndarray,
                 encode_ms: float, steps: list[StepRecord], hyp: Hypothesis, beam_size: int, use_cache: bool,
                 tree: BeamTree | None = None, batch_size: int = 1) -> Trace:
@@ -310,13 +246,11 @@ def trace_translation(
     cap = default_max_len(model, len(ids), max_len)
     inner = Greedy() if beam_size == 1 else Beam(beam_size, length_penalty)
     strategy = Forced(prefix, inner) if prefix else inner
-    enc, encode_ms = encode_traced(model, src, head_mask, beam_size)  # as generate() would encode
-    encoder_attn = torch.stack([w[0] for w in enc.self_attn]).float().cpu().numpy()  # (L, H, S, S)
-    gen = generate(model, src, strategy, cap, enc=enc, use_cache=use_cache, need_weights=True, top_k=top_k,
+    gen = generate(model, src, strategy, cap, use_cache=use_cache, need_weights=True, top_k=top_k,
                    head_mask=head_mask, on_step=on_step, record=True)
     hyp = gen.hypotheses[0]
-    return build_trace(model, tokenizer, text, ids, encoder_attn, encode_ms, step_records(tokenizer, gen, hyp), hyp,
-                       beam_size, use_cache, gen.trees[0] if gen.trees else None)
+    return build_trace(model, tokenizer, text, ids, gen.encoder_attn[0], gen.encode_ms, step_records(tokenizer, gen, hyp),
+                       hyp, beam_size, use_cache, gen.trees[0] if gen.trees else None)
 
 
 def cut_greedy(hyp: Hypothesis, cap: int) -> Hypothesis:
@@ -351,10 +285,9 @@ def trace_batch(
     ids = [source_ids(model, tokenizer, t) for t in texts]
     src = pad_batch(ids, model.config.pad_id, next(model.parameters()).device)  # (B, S)
     caps = [default_max_len(model, len(i), max_len) for i in ids]
-    enc, encode_ms = encode_traced(model, src, head_mask, len(texts))
-    encoder_attn = torch.stack(enc.self_attn, 1).float().cpu().numpy()  # (B, L, H, S, S)
-    gen = generate(model, src, Greedy(), max(caps), enc=enc, use_cache=use_cache, need_weights=True, top_k=top_k,
+    gen = generate(model, src, Greedy(), max(caps), use_cache=use_cache, need_weights=True, top_k=top_k,
                    head_mask=head_mask, record=True)
+    encoder_attn, encode_ms = gen.encoder_attn, gen.encode_ms  # (B, L, H, S, S)
     traces = []
     for b, (text, sid, cap) in enumerate(zip(texts, ids, caps)):
         n = len(sid)

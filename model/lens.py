@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from .attention import HeadMask
-from .search import next_token_logprobs
-from .transformer import Transformer
+from .generation import next_token_logprobs
+from .transformer import EncoderOutput, Transformer
 
 
 @dataclass
@@ -25,14 +25,13 @@ class LogitLens:
 
 @torch.inference_mode()
 def logit_lens(
-    model: Transformer, src_ids: list[int], out_ids: list[int], head_mask: HeadMask | None = None
+    model: Transformer, enc: EncoderOutput, out_ids: list[int], head_mask: HeadMask | None = None
 ) -> LogitLens:
-    """Teacher-forced over a translation: ``out_ids`` are the T generated tokens (eos included if it
-    was generated); step t reads the decoder input <s> out_ids[:t]."""
-    device = next(model.parameters()).device
-    src = torch.tensor([src_ids], device=device)  # (1, S)
+    """Teacher-forced over a translation of the one sentence encoded in ``enc`` (e.g. a finished
+    ``Generation.sentence()``, so nothing is encoded again): ``out_ids`` are the T generated tokens
+    (eos included if it was generated); step t reads the decoder input <s> out_ids[:t]."""
+    device = enc.memory.device
     tgt_in = torch.tensor([[model.config.bos_id] + list(out_ids[:-1])], device=device)  # (1, T)
-    enc = model.encode(src, head_mask=head_mask)
     states: list[torch.Tensor] = []
     model.run_decoder(tgt_in, enc, head_mask=head_mask, states=states)
     x = torch.stack([s[0] for s in states], 1)  # (T, L, D)

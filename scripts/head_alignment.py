@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.alignment import cross_attention, head_scores, reference_alignments, word_alignment, words  # noqa: E402
@@ -49,11 +51,12 @@ def score(args) -> int:
     rows = [line.split("\t")[:2] for line in Path(args.data).read_text(encoding="utf-8").splitlines()[: args.align]]
     ids = [(tok.encode(fr) + [eos], tok.encode(en) + [eos]) for fr, en in rows]
     pieces = [(tok.pieces(s), tok.pieces(t)) for s, t in ids]
+    encode = torch.inference_mode()(lambda s: model.encode(torch.tensor([s])))  # the reference is teacher-forced
     start = time.perf_counter()
     refs, aligner = reference_alignments([(words(s), words(t)) for s, t in pieces], use_eflomal=not args.ibm1)
     print(f"reference: {aligner} on {len(ids)} pairs ({time.perf_counter() - start:.1f} s)")
     n = min(args.score, len(ids))
-    alignments = [word_alignment(cross_attention(model, s, t), *pieces[i]) for i, (s, t) in enumerate(ids[:n])]
+    alignments = [word_alignment(cross_attention(model, encode(s), t), *pieces[i]) for i, (s, t) in enumerate(ids[:n])]
     per_head, per_layer = head_scores(alignments, refs[:n])
     print(f"word-alignment F1 against the reference on {n} pairs (AER = 1 - F1); layer means:")
     for layer, f1 in enumerate(per_layer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import torch
 import pytest
 
 from model.alignment import (
@@ -80,7 +81,7 @@ def test_ibm1_recovers_a_planted_alignment():
 def test_alignment_from_a_models_cross_attention(tiny_model, tiny_tokenizer):
     src_ids = tiny_tokenizer.encode("Le chat mange une pomme.") + [3]
     out_ids = tiny_tokenizer.encode("The cat eats an apple.") + [3]
-    attn = cross_attention(tiny_model, src_ids, out_ids)
+    attn = cross_attention(tiny_model, tiny_model.encode(torch.tensor([src_ids])), out_ids)
     cfg = tiny_model.config
     assert attn.shape == (cfg.n_decoder_layers, cfg.n_heads, len(out_ids), len(src_ids))
     al = word_alignment(attn, tiny_tokenizer.pieces(src_ids), tiny_tokenizer.pieces(out_ids))

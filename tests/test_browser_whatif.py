@@ -12,7 +12,7 @@ from test_browser import browser, expect, page, pytestmark, translate, url  # no
 
 from model.ablation import head_mask
 from model.decoding import default_max_len, source_ids, target_ids, trace_translation
-from model.search import Greedy, generate
+from model.generation import Greedy, generate
 
 TEXT = "le chat mange une pomme sur le canapé"
 PAIR = ("le chat mange une pomme", "le chat dort une pomme")

@@ -8,12 +8,11 @@ from conftest import tiny_config
 from model.cache import KVCache
 from model.decoding import (
     InputError,
-    beam_search_batch,
     greedy_batch,
-    iter_steps,
     trace_translation,
     translate_batch,
 )
+from model.generation import Beam, Forced, generate
 from model.memory import kv_cross_bytes_formula, kv_self_bytes_formula
 from model.transformer import Transformer
 
@@ -61,7 +60,7 @@ def test_greedy_trace_with_and_without_cache_agree(tiny_model, tiny_tokenizer):
 def test_beam_size_one_is_greedy():
     model, src = model_and_source(seed=3)
     greedy = greedy_batch(model, src, max_len=10)
-    beam = [r.tokens for r in beam_search_batch(model, src, beam_size=1, max_len=10)]
+    beam = [h.tokens for h in generate(model, src, Beam(1), 10).hypotheses]
     assert beam == greedy
 
 
@@ -80,11 +79,11 @@ def test_beam_search_finds_a_hypothesis_at_least_as_likely_as_greedy():
         return float(logp.sum())
 
     greedy = greedy_batch(model, src, max_len)
-    beams = beam_search_batch(model, src, beam_size=4, max_len=max_len, length_penalty=0.0)
+    beams = generate(model, src, Beam(4, length_penalty=0.0), max_len).hypotheses
     assert [r.tokens for r in beams] != greedy  # the search does explore: it differs somewhere
     for row in range(4):
         assert logprob(row, beams[row].tokens) >= logprob(row, greedy[row]) - 1e-4
-        assert beams[row].score == pytest.approx(logprob(row, beams[row].tokens), abs=1e-3)
+        assert beams[row].norm_score == pytest.approx(logprob(row, beams[row].tokens), abs=1e-3)
 
 
 @torch.inference_mode()  # as generate() runs: the cache's buffers need no autograd record
@@ -152,9 +151,10 @@ def test_bad_input_gets_a_reason(tiny_model, tiny_tokenizer, text, message):
 
 
 def test_forced_steps_replay_the_given_tokens(tiny_model, tiny_tokenizer):
-    enc = tiny_model.encode(torch.tensor([[10, 11, 12, 3]]), need_weights=False)
-    steps = list(iter_steps(tiny_model, tiny_tokenizer, enc, max_len=10, forced=[20, 21]))
-    assert [s.token_id for s in steps] == [20, 21, tiny_model.config.eos_id]
+    eos = tiny_model.config.eos_id
+    gen = generate(tiny_model, torch.tensor([[10, 11, 12, 3]]), Forced([20, 21, eos]), 10, top_k=3, record=True)
+    assert [p.token_id for p in gen.hypotheses[0].path] == [20, 21, eos]
+    assert [p.forced for p in gen.hypotheses[0].path] == [True] * 3 and [s.forced for s in gen.steps] == [True] * 3
 
 
 def test_a_text_longer_than_the_model_reads_is_translated_in_pieces_not_cut(tiny_model, tiny_tokenizer):

@@ -92,7 +92,11 @@ def test_aligning_an_empty_translation_says_so(app_context, monkeypatch):
     from ui import whatif
 
     eos = app_context.default.ckpt.config.eos_id
-    monkeypatch.setattr(whatif, "_greedy_ids", lambda lm, src, cap: [eos])  # the model ends at once
+    class Ended:  # a finished generation whose model ended at once
+        def sentence(self):
+            return None, [eos]
+
+    monkeypatch.setattr(whatif, "_greedy", lambda lm, src, mask=None: Ended())
     with pytest.raises(gr.Error) as info:
         whatif.alignment(app_context, EXAMPLE, "tiny")
     assert "translation is empty" in info.value.message

@@ -8,7 +8,7 @@ from torch import nn
 from conftest import tiny_config
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.layout import column_major, is_column_major, use_column_major
-from model.search import Greedy, generate
+from model.generation import Greedy, generate
 from model.transformer import Transformer
 
 

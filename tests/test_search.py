@@ -11,7 +11,7 @@ from model.attention import reference_path
 from model.layout import is_column_major, use_column_major
 from model.decoding import InputError, branch_prefix, trace_translation
 from model.lens import logit_lens
-from model.search import Beam, Forced, Greedy, generate
+from model.generation import Beam, Forced, Greedy, generate
 from model.transformer import Transformer
 
 TEXT = "Le chat mange une pomme sur le canapé."
@@ -201,7 +201,10 @@ def test_greedy_never_picks_pad_or_bos_even_when_they_score_highest():
 def test_logit_lens_last_layer_is_the_models_prediction(tiny_model, tiny_tokenizer):
     trace = trace_translation(tiny_model, tiny_tokenizer, TEXT, max_len=8)
     out = [s.token_id for s in trace.steps]
-    lens = logit_lens(tiny_model, trace.source_ids, out)
+    gen = generate(tiny_model, torch.tensor([trace.source_ids]), Greedy(), 8, top_k=1, record=True)
+    enc, ids = gen.sentence()
+    assert ids == out
+    lens = logit_lens(tiny_model, enc, ids)
     layers = tiny_model.config.n_decoder_layers
     assert lens.top_ids.shape == lens.top_probs.shape == lens.chosen_probs.shape == (len(out), layers)
     assert lens.top_ids[:, -1].tolist() == out  # greedy: the last layer predicts what was chosen
@@ -253,7 +256,7 @@ def test_records_carry_the_exact_entropy(tiny_model, tiny_tokenizer):
 
 def test_beam_step_ranks_the_same_candidates_as_all_k_times_v():
     """BeamSearch.step ranks each beam's best 2K instead of all K*V continuations: same choice."""
-    from model.search import BeamSearch, next_token_logprobs
+    from model.generation import BeamSearch, next_token_logprobs
 
     g = torch.Generator().manual_seed(5)
     for trial, (vocab, k) in enumerate([(50, 3)] * 20 + [(7, 4)] * 5):  # 7 < 2K: fewer pieces than candidates
@@ -263,7 +266,8 @@ def test_beam_step_ranks_the_same_candidates_as_all_k_times_v():
         search.scores = torch.randn(batch, k, generator=g) * 3  # (B, K) every beam alive
         before = search.scores.clone()
         logits = torch.randn(batch * k, vocab, generator=g) * 4  # (B*K, V)
-        tokens, rows, _ = search.step(1, logits, None)
+        choice = search.step(1, logits, None)
+        tokens, rows = choice.tokens, choice.parents
         cand = (before.view(-1, 1) + next_token_logprobs(model, logits)).view(batch, k * vocab)  # (B, K*V)
         want_scores, want_idx = cand.topk(2 * k, dim=1)
         for b in range(batch):
@@ -271,3 +275,59 @@ def test_beam_step_ranks_the_same_candidates_as_all_k_times_v():
                     if int(i) % vocab != model.config.eos_id and sc > float("-inf")][:k]
             got = [(int(r) - b * k, int(t)) for r, t in zip(rows[b * k:(b + 1) * k], tokens[b * k:(b + 1) * k])]
             assert got == kept, trial
+
+
+def textbook_beam(model, src_row, k, length_penalty, max_len, forced=()):
+    """Beam search written the plain way, for one sentence: every hypothesis recomputed from scratch,
+    all K*V continuations ranked in Python. The policy BeamSearch implements with tensors: of the top
+    2K continuations, an eos among the top K ends a hypothesis, the first K others go on; a sentence
+    stops when K have ended; at max_len the live beams compete with the ended ones."""
+    cfg = model.config
+    norm = lambda score, n: score / max(n, 1) ** length_penalty  # noqa: E731
+    alive, ended = [(0.0, [])], []  # (score, tokens)
+    with torch.no_grad():
+        for t in range(max_len):
+            cand = []
+            for score, toks in alive:
+                logits = model(src_row, torch.tensor([[cfg.bos_id] + toks]))[0, -1]  # (V,)
+                logp = logits.log_softmax(-1)
+                logp[[cfg.pad_id, cfg.bos_id]] = float("-inf")
+                choices = [forced[t]] if t < len(forced) else range(logp.numel())
+                cand += [(score + float(logp[v]), toks + [v]) for v in choices]
+            cand.sort(key=lambda c: -c[0])  # stable: ties keep beam order, then token order
+            if t < len(forced):
+                alive = cand[:1]
+                if forced[t] == cfg.eos_id:
+                    return norm(cand[0][0], t + 1), cand[0][1]
+                continue
+            alive = []
+            for j, (score, toks) in enumerate(cand[: 2 * k]):
+                if toks[-1] == cfg.eos_id:
+                    if j < k:
+                        ended.append((norm(score, t + 1), toks))
+                elif len(alive) < k:
+                    alive.append((score, toks))
+            if len(ended) >= k:
+                break
+        else:
+            ended += [(norm(score, max_len), toks) for score, toks in alive]
+    return max(ended, key=lambda e: e[0])
+
+
+@pytest.mark.parametrize("k, length_penalty, forced", [(2, 1.0, ()), (3, 0.0, ()), (3, 0.6, (5,)), (2, 1.0, (5, 3))])
+@pytest.mark.parametrize("vocab", [7, 9, 40])  # few pieces: eos ranks everywhere in the top 2K, ties of ended ones
+def test_beam_search_equals_the_textbook_search(k, length_penalty, forced, vocab):
+    for seed in range(3):
+        model, src = model_and_source(seed=seed, batch=3, vocab=vocab)
+        src[1, 5:] = model.config.pad_id  # a shorter sentence in the batch
+        max_len = 7
+        gen = generate(model, src, Forced(forced, Beam(k, length_penalty)), max_len, record=True)
+        for b, hyp in enumerate(gen.hypotheses):
+            row = src[b : b + 1, : 5 if b == 1 else None]
+            want_norm, want = textbook_beam(model, row, k, length_penalty, max_len, forced)
+            got = [p.token_id for p in hyp.path]
+            assert got == want, (seed, b)
+            assert hyp.norm_score == pytest.approx(want_norm, abs=1e-4)
+            assert hyp.finished == (got[-1] == model.config.eos_id)
+            tree = gen.trees[b]  # the tree's winner is the same hypothesis
+            assert [n.token_id for n in tree.path(tree.winner)] == got

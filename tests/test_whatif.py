@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -16,6 +17,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from model.ablation import head_mask  # noqa: E402
 from model.decoding import trace_translation  # noqa: E402
 from ui import whatif  # noqa: E402
+from ui.inputs import parse_heads  # noqa: E402
 from model.trace_json import check_trace_json, decode_array  # noqa: E402
 
 TEXT = "le chat mange une pomme sur le canapé"
@@ -60,7 +62,14 @@ def test_beam_tree_has_every_status_and_the_winner_path(app_context, tiny):
     assert {n["status"] for n in nodes} >= {"kept", "pruned"}
     winner = [n for n in nodes if n["winner"]]
     assert [n["step"] for n in winner] == list(range(len(winner)))  # one node per step, from the first
-    assert data["translation"] == trace_translation(tiny.model, tiny.tokenizer, TEXT, beam_size=3).translation
+    # the translation is the winner path's, and its score is what the model gives that path, teacher-forced
+    tokens = [n["token_id"] for n in winner]
+    eos, bos = tiny.model.config.eos_id, tiny.model.config.bos_id
+    assert data["translation"] == tiny.tokenizer.decode([t for t in tokens if t != eos])
+    src = torch.tensor([tiny.tokenizer.encode(TEXT) + [eos]])
+    with torch.inference_mode():
+        logp = tiny.model(src, torch.tensor([[bos] + tokens[:-1]])).log_softmax(-1)[0]  # (T, V)
+    assert winner[-1]["score"] == pytest.approx(float(logp[torch.arange(len(tokens)), tokens].sum()), abs=1e-4)
     cross = decode_array(data["attention"]["cross"])  # (T, R, L, H, S)
     assert cross.shape[:2] == (data["steps"], 3) and cross.shape[-1] == len(data["source_pieces"])
     n = winner[-1]
@@ -84,10 +93,10 @@ def test_ablate_nothing_equals_the_model_and_a_whole_layer_changes_it(app_contex
 
 def test_parse_heads_is_one_based_and_refuses_with_text(tiny):
     counts = {"encoder": 2, "decoder_self": 2, "cross": 2}
-    assert whatif.parse_heads("cross:2:1, encoder:1:4 cross:2:1", counts, 4) == [("cross", 1, 0), ("encoder", 0, 3)]
+    assert parse_heads("cross:2:1, encoder:1:4 cross:2:1", counts, 4) == [("cross", 1, 0), ("encoder", 0, 3)]
     for bad in ("cross:3:1", "cross:0:1", "self:1:1", "cross:1", 5):
         with pytest.raises(ValueError):
-            whatif.parse_heads(bad, counts, 4)
+            parse_heads(bad, counts, 4)
     head_mask(tiny.model, [("cross", 1, 0)])  # the triples are what model.ablation takes
 
 

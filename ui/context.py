@@ -28,7 +28,7 @@ from model.load import load_model
 from model.decoding import InputError
 from model.quantize import model_weight_bytes, quantize_int8
 from model.record import public_record
-from model.search import thread_count
+from model.generation import thread_count
 from model.transformer import Transformer
 
 from .batcher import MAX_BATCH, Batcher

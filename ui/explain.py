@@ -16,12 +16,12 @@ from model.decoding import InputError, default_max_len, pad_batch, source_ids
 from model.explain.attribution import attribute, check_request
 from model.explain.cell import attention_layer
 from model.explain.residual import residual_stats
-from model.search import Greedy, check_prefix, generate
+from model.generation import Greedy, check_prefix, generate
 
 from .context import Context, LoadedModel, model_call, whole_machine
 from .handlers import pick_model
 from .inputs import check_text, guarded
-from .whatif import parse_ids
+from .inputs import parse_ids
 
 IG_STEPS = 32  # integrated-gradients steps the page asks for (the library accepts 1-64)
 

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Callable
 
 import gradio as gr
 
+from model.attention import KINDS
 from model.decoding import InputError
 from model.limits import MAX_APP_BEAM, MAX_APP_LENGTH_PENALTY, MAX_REQUEST_CHARS
 
 ERROR_TITLE = "Cannot translate"
+HEAD_RE = re.compile(r"^(encoder|decoder_self|cross):(\d+):(\d+)$")  # a head as the page writes it, 1-based
 
 
 def refuse(message: str) -> gr.Error:
@@ -177,3 +180,34 @@ def checked_slider(*args: Any, **kwargs: Any) -> gr.Slider:
 
     slider.preprocess = preprocess  # type: ignore[method-assign]
     return slider
+
+
+# --- what the What if tab sends -------------------------------------------------------------------------
+def parse_ids(value: Any) -> list[int]:
+    """Target ids typed as "12 7 42" (spaces or commas): the prefix a top-k click asks to force."""
+    if not isinstance(value, str):
+        raise InputError("token ids must be a string of whole numbers separated by spaces")
+    parts = [p for p in re.split(r"[\s,]+", value.strip()) if p]
+    if not parts:
+        raise InputError("give at least one token id to force")
+    # ASCII digits only: str.isdigit() also takes "²" or "①", which int() then refuses with a traceback
+    if len(parts) > 1000 or not all(re.fullmatch(r"[0-9]{1,8}", p) for p in parts):
+        raise InputError("token ids must be whole numbers separated by spaces (at most 1000)")
+    return [int(p) for p in parts]
+
+
+def parse_heads(value: Any, counts: dict[str, int], n_heads: int) -> list[tuple[str, int, int]]:
+    """Heads written "kind:layer:head" (1-based, kind = encoder, decoder_self or cross), separated by
+    spaces or commas, -> 0-based (kind, layer, head) triples."""
+    if not isinstance(value, str):
+        raise InputError("heads must be text like 'cross:4:1 encoder:2:3'")
+    heads = []
+    for part in (p for p in re.split(r"[\s,;]+", value.strip()) if p):
+        m = HEAD_RE.match(part)
+        if not m:
+            raise InputError(f"{part[:40]!r} is not a head: write kind:layer:head, kind one of {', '.join(KINDS)}")
+        kind, layer, head = m.group(1), int(m.group(2)), int(m.group(3))
+        if not (1 <= layer <= counts[kind] and 1 <= head <= n_heads):
+            raise InputError(f"{kind} has layers 1–{counts[kind]} and heads 1–{n_heads}; got {part!r}")
+        heads.append((kind, layer - 1, head - 1))
+    return sorted(set(heads))

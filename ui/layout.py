@@ -20,7 +20,7 @@ from model.positional import sinusoidal_encoding
 from viz.curves import has_curves, training_curves
 from viz.positional import default_dims, encoding_curves, encoding_heatmap, similarity_heatmap
 
-from . import arithmetic, explain, handlers, whatif
+from . import arithmetic, explain, handlers, whatif_layout
 from .context import Context
 from .inputs import (BEAM, FP32, GREEDY, MAX_BEAM, MAX_LENGTH_PENALTY, WEIGHT_CHOICES, checked_choices,
                      checked_slider, refuse, text_box)
@@ -138,7 +138,7 @@ def build_demo(ctx: Context, analytics: bool = False, max_queue: int = MAX_QUEUE
                     gr.Plot(training_curves(records, "Dev BLEU (and loss) over training time, every model"),
                             show_label=False, elem_id="rg-curves-compare")
             with gr.Tab("What if", id="whatif") as whatif_tab:
-                wi_text, wi_model = whatif.build_tab(ctx)
+                wi_text, wi_model = whatif_layout.build_tab(ctx)
             with gr.Tab("Positional encodings", id="positional"):
                 positional_tab(ctx)
             with gr.Tab("Model", id="model"):

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import DIVERGING_SCALE, MUTED, TEMPLATE, escape
+from .style import DIVERGING_SCALE, MUTED, TEMPLATE
 
 _AXIS_TITLE = dict(font=dict(size=12, color=MUTED))
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from model.ablation import HeadRanking
     from model.alignment import WordAlignment
     from model.lens import LogitLens
-    from model.search import BeamTree
+    from model.generation import BeamTree
     from model.tokenizer import Tokenizer
 
 

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, LimitError
-from ..search import thread_count
+from ..generation import thread_count
 from ..transformer import Transformer
 from .arrays import encode_f32
 
