@@ -127,7 +127,7 @@ def test_what_if_maps_share_the_explorer_colours_with_a_bar_and_a_png_export(pag
     page.fill("#wi-text-b textarea", PAIR[1])
     page.click("#wi-compare-run")
     expect(page.locator("#wi-compare")).to_have_attribute("data-loads", "1")
-    assert page.evaluate("[0, 0.3, 0.7, 1].every((v) => whatif.shade(v) === regard.colour(v))")
+    assert page.evaluate("[0, 0.3, 0.7, 1].every((v) => whatif.shade(v) === regard.lib.colour(v))")
     assert page.locator("#wi-cmp-a").get_attribute("data-bar").startswith("0-")
     assert page.locator("#wi-cmp-diff").get_attribute("data-bar") == "diverging"
     with page.expect_download() as png:

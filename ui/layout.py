@@ -36,7 +36,7 @@ LOAD_JS = "(t) => { if (window.regard) window.regard.load(t); }"
 
 def page_assets() -> dict[str, str]:
     """Theme, stylesheet and the explorer script, as ``launch`` takes them (inline: no extra route to serve)."""
-    scripts = ("regard.js", "whatif.js", "cell.js", "attribution.js", "layernorm.js")
+    scripts = ("trace.js", "regard.js", "whatif.js", "cell.js", "attribution.js", "layernorm.js")
     script = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in scripts)
     css = "\n".join((STATIC / f).read_text(encoding="utf-8") for f in ("regard.css", "whatif.css"))
     return dict(css=css, head=f"<script>{script}</script>")

@@ -13,14 +13,7 @@
   const C = { ink: "#1e293b", text: "#334155", muted: "#64748b", grid: "#e2e8f0", accent: "#4f46e5",
     soft: "#a5b4fc", hi: "#f59e0b", second: "#0d9488", link: "#db2777", bg: "#ffffff" };
   const FONT = "Inter, ui-sans-serif, system-ui, -apple-system, Segoe UI, Roboto, sans-serif";
-  const STOPS = [[0, [248, 250, 252]], [0.1, [224, 231, 255]], [0.35, [165, 180, 252]], [0.65, [99, 102, 241]], [1, [30, 27, 75]]];
-  const LUT = Array.from({ length: 256 }, (_, i) => {
-    const v = i / 255; let j = 1;
-    while (j < STOPS.length - 1 && STOPS[j][0] < v) j++;
-    const [a, ca] = STOPS[j - 1], [b, cb] = STOPS[j], f = (v - a) / (b - a || 1);
-    return "rgb(" + ca.map((c, k) => Math.round(c + f * (cb[k] - c))).join(",") + ")";
-  });
-  const colour = (v) => LUT[Math.max(0, Math.min(255, Math.round(v * 255)))];
+  const { LUT, colour, bytes, decodeArray, f32, headMap } = window.regardTrace; // static/trace.js
   const HEAD_MEAN = "mean", HEAD_GRID = "grid";
   const KINDS = { cross: "Cross-attention", decoder: "Decoder self-attention", encoder: "Encoder self-attention" };
 
@@ -31,15 +24,6 @@
   const cache = new Map(); // "kind|layer|head" -> Float32Array of the (Q, K) map
 
   // --- decoding the trace ---------------------------------------------------------------------------------------
-  function bytes(b64) {
-    const bin = atob(b64), out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  }
-  function decodeArray(item) {
-    const data = item.dtype === "uint8" ? bytes(item.data) : Float32Array.from(item.data.flat(Infinity));
-    return { shape: item.shape, scale: item.scale, data };
-  }
   function prepare(raw) {
     const t = Object.assign({}, raw);
     t.att = {};
@@ -51,14 +35,7 @@
   function attMap(t, kind, layer, head) {
     const key = kind + "|" + layer + "|" + head;
     if (t === S.trace && cache.has(key)) return cache.get(key);
-    const a = t.att[kind], [, H, Q, K] = a.shape, n = Q * K, out = new Float32Array(n);
-    const base = (h) => ((layer * H + h) * Q) * K;
-    if (head === HEAD_MEAN) {
-      for (let h = 0; h < H; h++) { const o = base(h); for (let i = 0; i < n; i++) out[i] += a.data[o + i]; }
-      for (let i = 0; i < n; i++) out[i] *= a.scale / H;
-    } else {
-      const o = base(head); for (let i = 0; i < n; i++) out[i] = a.data[o + i] * a.scale;
-    }
+    const out = headMap(t.att[kind], [layer], head); // (Q, K)
     if (t === S.trace) cache.set(key, out);
     return out;
   }
@@ -692,7 +669,6 @@
   };
   R.loadRuns = function (runs) { S.runs = runs; render(); }; // render() redraws the compare buttons with their labels
   R.go = go;
-  R.colour = colour; // the one colour scale: whatif.js draws its maps with it too
   R.slug = slug; R.download = download; // and names and saves its exports the same way
   R.figures = () => Object.fromEntries(Object.entries(figures).map(([id, f]) => [id, f.type === "grid" ? { type: f.type, panels: f.spec.panels.length, cur: f.spec.panels[0].cur, hiRow: f.spec.panels[0].hiRow, hiCol: f.spec.panels[0].hiCol } : { type: f.type, cur: f.spec.cur, hiRow: f.spec.hiRow, hiCol: f.spec.hiCol, rows: f.spec.rows, cols: f.spec.cols }]));
   R.render = render;
@@ -733,10 +709,6 @@
   R.onExplain = (what, fn) => { (explainListeners[what] = explainListeners[what] || []).push(fn); };
   R.loadExplain = function (what, data) { clearErrors(); (explainListeners[what] || []).forEach((fn) => fn(data, null)); };
   R.explainFailed = function (what) { (explainListeners[what] || []).forEach((fn) => fn(null, "failed")); };
-  function f32(item) {
-    const b = bytes(item.data);
-    return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); // little-endian, as every browser's typed arrays
-  }
   R.lib = { C, FONT, colour, LUT, esc, clip, textWidth, fit, CanvasPainter, SvgPainter, download, slug, baseName, DRAW,
     heatmapFigure, barsFigure, linesFigure, gridFigure, heatmapLayout, pct, bytesText, f32, stepRows, headName, KINDS,
     exportFigure: (id, format) => exportFigure(id, format), figureBox: (id) => figureBox(id) };

@@ -12,25 +12,7 @@
   const show = (p) => String(p).replace(/^▁/, "␣");
   const $ = (id) => document.getElementById(id);
 
-  // --- arrays: uint8 + scale (viz/trace_json.py encode_array) -> {shape, v: Float32Array} ---------------------
-  function unpack(item) {
-    const bin = atob(item.data), v = new Float32Array(bin.length);
-    for (let i = 0; i < bin.length; i++) v[i] = bin.charCodeAt(i) * item.scale;
-    return { shape: item.shape, v };
-  }
-  /* The trailing block of `a` at leading indices `idx`. */
-  function sub(a, idx) {
-    let off = 0, size = a.v.length;
-    idx.forEach((i, k) => { size /= a.shape[k]; off += i * size; });
-    return { shape: a.shape.slice(idx.length), v: a.v.subarray(off, off + size) };
-  }
-  /* One head of an (H, ...) block, or the mean over heads. */
-  function pickHead(a, head) {
-    if (head !== "mean") return sub(a, [head]).v;
-    const H = a.shape[0], n = a.v.length / H, out = new Float32Array(n);
-    for (let h = 0; h < H; h++) for (let i = 0; i < n; i++) out[i] += a.v[h * n + i] / H;
-    return out;
-  }
+  const T = window.regardTrace; // static/trace.js: the array decoder and head selection of every view
 
   // --- a small canvas heatmap (sequential 0..vmax, or diverging -vmax..vmax) ----------------------------------
   function shade(v, diverging) {
@@ -39,9 +21,8 @@
       const c = t >= 0 ? [220, 38, 38] : [37, 99, 235];
       return `rgb(${c.map((x) => Math.round(255 + a * (x - 255))).join(",")})`;
     }
-    // the explorer's colour scale (regard.js, in the same script before this file), so a weight looks
-    // the same on every tab
-    return window.regard.colour(Math.max(0, Math.min(1, v)));
+    // the one colour scale of a weight (static/trace.js), so it looks the same on every tab
+    return T.colour(v);
   }
   W.shade = shade;
   /* A PNG button on the map's figure (named after the map and its title, which the image carries). */
@@ -106,12 +87,12 @@
   /* A decoder trace's maps: kind "cross" (T, S) or "decoder" (T, T) at layer/head. */
   function traceMap(t, kind, layer, head) {
     const key = kind + layer + head; t.maps = t.maps || {};
-    if (!t.maps[key]) t.maps[key] = pickHead(sub(t.arrays[kind], [layer]), head);
+    if (!t.maps[key]) t.maps[key] = T.headMap(t.arrays[kind], [layer], num(head));
     return t.maps[key];
   }
   function prepTrace(raw) {
     const t = Object.assign({}, raw); t.arrays = {};
-    for (const k of Object.keys(raw.attention)) t.arrays[k] = unpack(raw.attention[k]);
+    for (const k of Object.keys(raw.attention)) t.arrays[k] = T.decodeArray(raw.attention[k]);
     t.rows = raw.steps.map((s, i) => raw.target_pieces[i] + " → " + s.piece);
     return t;
   }
@@ -169,7 +150,7 @@
   const B = { d: null, sel: null, head: "mean" };
   W.loadBeam = function (d) {
     const host = $("wi-beam"); if (!host || !d) return;
-    B.d = d; B.cross = unpack(d.attention.cross); B.self = unpack(d.attention.self);
+    B.d = d; B.cross = T.decodeArray(d.attention.cross); B.self = T.decodeArray(d.attention.self);
     B.sel = d.winner >= 0 ? d.winner : null;
     drawBeam(); loaded(host);
   };
@@ -202,7 +183,7 @@
     box.insertBefore(selects([["head", "head", headOpts(d.heads), B.head]], (k, v) => { B.head = num(v); drawBeamNode(); }), box.querySelector(".wi-pair"));
     const rows = layerOpts(d.layers).map(([, l]) => "layer " + l), who = B.head === "mean" ? "mean of heads" : "head " + (B.head + 1);
     const perLayer = (a, width) => { const out = new Float32Array(d.layers * width);
-      for (let l = 0; l < d.layers; l++) out.set(pickHead(sub(a, [n.step, n.row, l]), B.head).subarray(0, width), l * width); return out; };
+      for (let l = 0; l < d.layers; l++) out.set(T.headMap(a, [n.step, n.row, l], B.head).subarray(0, width), l * width); return out; };
     heat($("wi-beam-cross"), { rows, cols: d.source_pieces, values: perLayer(B.cross, d.source_pieces.length), title: `Cross-attention of this hypothesis at step ${n.step + 1} (${who})` });
     heat($("wi-beam-self"), { rows, cols: prefix, values: perLayer(B.self, n.step + 1), title: `Self-attention over its own prefix (${who})` });
   }
