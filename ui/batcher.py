@@ -14,11 +14,9 @@ and a warning cannot be sent to just one of them.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable
-
-if TYPE_CHECKING:
-    from .context import InFlight
+from typing import Any, Callable, Hashable, Protocol
 
 MAX_BATCH = 16  # sentences per batched decode: per-sentence cost falls ~3.5x from 1 to 16 on 2 cores
 LINGER_S = 0.05  # how long a request that got a slot waits for company while another batch runs (bigger batches)
@@ -34,9 +32,21 @@ class Job:
     error: BaseException | None = None
 
 
+class Gate(Protocol):
+    """What the batcher needs of the model gate (``ui.context.InFlight`` is one): its condition, the
+    number of calls running, and a slot to take and give back."""
+
+    cond: threading.Condition
+    now: int
+
+    def batch_may_take(self) -> bool: ...
+    def take(self) -> None: ...
+    def release(self) -> None: ...
+
+
 @dataclass
 class Batcher:
-    gate: "InFlight"
+    gate: Gate
     max_batch: Callable[[], int] = lambda: MAX_BATCH  # read at every batch (benchmarks switch it off and on)
     pending: list[Job] = field(default_factory=list)
     calls: int = 0  # batches run so far (model calls through here)
