@@ -62,8 +62,7 @@ def sequence_logprobs(
     bos = torch.full_like(tgt[:, :1], model.config.bos_id)
     if enc is None:
         enc = model.encode(src, head_mask=head_mask)
-    x = model.run_decoder(torch.cat([bos, tgt[:, :-1]], dim=1), enc, head_mask=head_mask)[0]  # (B, T, D)
-    logits = model.project(x)  # (B, T, V): Transformer.forward, from the encoder output
+    logits = model.teacher_forced(torch.cat([bos, tgt[:, :-1]], dim=1), enc, head_mask)  # (B, T, V)
     logp = logits.float().log_softmax(-1)  # (B, T, V)
     return logp.gather(2, tgt[..., None])[..., 0].sum(1)  # (B,)
 

@@ -258,7 +258,10 @@ class Transformer(nn.Module):
     # --- training -------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, head_mask: HeadMask | None = None) -> torch.Tensor:
         """Teacher-forced pass: src (B, S), tgt_in (B, T) ids -> logits (B, T, V). No softmax."""
-        enc = self.encode(src, head_mask=head_mask)
+        return self.teacher_forced(tgt_in, self.encode(src, head_mask=head_mask), head_mask)
+
+    def teacher_forced(self, tgt_in: torch.Tensor, enc: EncoderOutput, head_mask: HeadMask | None = None) -> torch.Tensor:
+        """tgt_in (B, T) ids over an already encoded source -> logits (B, T, V): ``forward`` after the encoder."""
         x = self.run_decoder(tgt_in, enc, head_mask=head_mask)[0]  # (B, T, D)
         return self.project(x)  # (B, T, V)
 

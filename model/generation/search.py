@@ -1,6 +1,6 @@
 """The search steps, tensor-only (fairseq's ``search.py``): given a step's logits, choose each row's next
 token and the row it continues. Nothing here builds Python objects per candidate: the beam tree is an
-observer of ``BeamSearch``'s candidates (``tree.TreeBuilder``), made only when asked for.
+read from ``BeamSearch``'s recorded candidates (``tree.beam_trees``), made only when asked for.
 """
 from __future__ import annotations
 
@@ -135,8 +135,12 @@ class BeamSearch:
         self.history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.record_k = record_k  # how many of each row's best tokens the step record shows
 
+    def divisor(self, length: int) -> float:
+        """What a score of ``length`` tokens is divided by to rank it: length ** length_penalty."""
+        return max(length, 1) ** self.lp
+
     def norm(self, score: float, length: int) -> float:
-        return score / (max(length, 1) ** self.lp)
+        return score / self.divisor(length)
 
     def step(self, t: int, logits: torch.Tensor, force: int | None) -> Choice:
         logp = next_token_logprobs(self.model, logits)  # (B*K, V)
@@ -202,12 +206,13 @@ class BeamSearch:
             ended = c.status == 3  # (B, C)
             if not bool(ended.any()):
                 continue
-            norm = (c.scores.double() / (max(c.step + 1, 1) ** self.lp)).masked_fill(~ended, NEG_INF)  # (B, C)
+            norm = (c.scores.double() / self.divisor(c.step + 1)).masked_fill(~ended, NEG_INF)  # (B, C)
             value, col = norm.max(1)  # (B,)
-            for b, (v, j) in enumerate(zip(value.tolist(), col.tolist())):
-                if v > best[b][0] or (best[b][3] < 0 and bool(ended[b, j])):
+            at_end = ended.gather(1, col[:, None])[:, 0].tolist()  # (B,) the best column is an ending
+            for b, (v, j, e) in enumerate(zip(value.tolist(), col.tolist(), at_end)):
+                if v > best[b][0] or (best[b][3] < 0 and e):
                     best[b] = (v, c.step, j, 1)
-        alive = (self.scores.double() / (max(n_steps, 1) ** self.lp))  # (B, K)
+        alive = self.scores.double() / self.divisor(n_steps)  # (B, K)
         alive = alive.masked_fill((self.scores == NEG_INF) | self.done[:, None], NEG_INF)
         value, col = alive.max(1)  # (B,)
         for b, (v, j) in enumerate(zip(value.tolist(), col.tolist())):

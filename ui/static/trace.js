@@ -20,10 +20,10 @@
     for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
     return out;
   }
-  /* An encoded array -> {shape, scale, data}: data holds the uint8 codes (value = code * scale). */
+  /* An encoded array -> {shape, scale, data}: value = data * scale (uint8 codes, or floats with scale 1). */
   function decodeArray(item) {
     const data = item.dtype === "uint8" ? bytes(item.data) : Float32Array.from(item.data.flat(Infinity));
-    return { shape: item.shape, scale: item.dtype === "uint8" ? item.scale : 1, data };
+    return { shape: item.shape, scale: item.scale, data };
   }
   /* A float32 array sent as little-endian bytes (every browser's typed arrays are). */
   function f32(item) {
