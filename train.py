@@ -1,7 +1,7 @@
 """Train Regard's French->English Transformer.
 
     python train.py --out-dir runs/base --time-budget-min 105      # start or resume
-    python train.py --help                                          # every TrainConfig field as a flag
+    python train.py --help                                          # every setting, the network's too
 
 Stop it at any time; running the same command again resumes from ``<out-dir>/last.pt``.
 The best dev-BLEU weights are in ``<out-dir>/best.safetensors``; ``python -m training.export``
@@ -10,26 +10,32 @@ turns them (or an average of the last snapshots) into the shipped checkpoint.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
+import typing
+from typing import Literal
 
 from model import cli
-from training.config import TrainConfig
+from training.config import TrainConfig, flag_fields
 from training.data import parse_sources
 from training.loop import train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """One flag per ``training.config.flag_fields`` entry: a run's settings and its network's."""
     parser = cli.Parser(prog="python train.py", description=__doc__)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+    for name, (kind, default) in flag_fields().items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif typing.get_origin(kind) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(kind), default=default)
         else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            parser.add_argument(flag, type=kind, default=f.default)
-    return TrainConfig(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=kind, default=default)
+    try:
+        return TrainConfig.from_dict(vars(parser.parse_args(argv)))
+    except ValueError as e:  # a setting ModelConfig refuses (d_model not a multiple of n_heads, ...)
+        parser.error(str(e))
 
 
 def check_files(cfg: TrainConfig) -> None:

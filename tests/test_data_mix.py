@@ -93,19 +93,19 @@ def test_rates_above_one_give_that_many_fresh_copies_of_each_pair():
 def test_late_augmentation_applies_from_its_epoch_and_cannot_rewrite_an_epoch_begun(tmp_path):
     a = write_tsv(tmp_path / "a.tsv", CRAFTED * 3 + tiny_pairs(20, seed=1))
     dev = write_tsv(tmp_path / "dev.tsv", tiny_pairs(4, seed=2))
-    cfg = TrainConfig(train_path=a, dev_path=dev, out_dir=str(tmp_path / "run"), vocab_size=200, aug_rate=0.5,
-                      d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, max_positions=64,
-                      max_tokens=200, warmup_steps=2, max_steps=8, log_every=4, eval_every_min=100, save_every_min=100)
+    cfg = TrainConfig.from_dict(dict(train_path=a, dev_path=dev, out_dir=str(tmp_path / "run"), vocab_size=200, aug_rate=0.5,
+                                     d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, max_positions=64,
+                                     max_tokens=200, warmup_steps=2, max_steps=8, log_every=4, eval_every_min=100, save_every_min=100))
     assert [aug_rate_for(TrainConfig(aug_rate=0.5, late_aug_epoch=2, late_aug_rate=2.0), e) for e in range(4)] == [0.5, 0.5, 2.0, 2.0]
     train(cfg, command="pytest")
     epoch = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["epoch"]
     assert epoch >= 1
     with pytest.raises(ValueError, match="epochs still to come"):  # epoch 1 has begun: its data is fixed
-        train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": 1, "late_aug_rate": 2.0, "max_steps": 10}))
+        train(cfg.replace(late_aug_epoch=1, late_aug_rate=2.0, max_steps=10))
     with pytest.raises(ValueError, match=">= 0"):
-        train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": epoch + 1, "late_aug_rate": -1.0, "max_steps": 10}))
-    train(TrainConfig(**{**cfg.__dict__, "late_aug_epoch": epoch + 1, "late_aug_rate": 2.0, "max_steps": 10}))
-    train(TrainConfig(**{**cfg.__dict__, "max_steps": 12}))  # flags left at their defaults keep the saved rate
+        train(cfg.replace(late_aug_epoch=epoch + 1, late_aug_rate=-1.0, max_steps=10))
+    train(cfg.replace(late_aug_epoch=epoch + 1, late_aug_rate=2.0, max_steps=10))
+    train(cfg.replace(max_steps=12))  # flags left at their defaults keep the saved rate
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["step"] == 12
     assert (state["train_config"]["late_aug_epoch"], state["train_config"]["late_aug_rate"]) == (epoch + 1, 2.0)
@@ -151,16 +151,16 @@ def test_norm_variant_trains_resumes_loads_and_translates(tmp_path, norm):
     b = write_tsv(tmp_path / "b.tsv", tiny_pairs(100, seed=3))
     dev1 = write_tsv(tmp_path / "dev1.tsv", tiny_pairs(10, seed=2))
     dev2 = write_tsv(tmp_path / "dev2.tsv", tiny_pairs(10, seed=4))
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         train_path=f"{a}:1,{b}:0.5", dev_path=f"{dev1},{dev2}", out_dir=str(tmp_path / "run"), vocab_size=320,
         split_elision=True, byte_fallback=True, aug_rate=1.0, norm=norm, d_model=32, n_heads=4,
         n_encoder_layers=1, n_decoder_layers=1, d_ff=64, max_positions=64, max_tokens=400, warmup_steps=5, dev_limit=4,
         peak_lr=3e-3, max_steps=6, log_every=2, eval_every_min=100, save_every_min=100,
-    )
+    ))
     torch.manual_seed(0)
     train(cfg, command="pytest")
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
-    train(TrainConfig(**{**cfg.__dict__, "max_steps": 10}), command="pytest resume")
+    train(cfg.replace(max_steps=10), command="pytest resume")
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert (first["step"], state["step"]) == (6, 10)
     assert [h["step"] for h in state["train_history"]] == [2, 4, 6, 8, 10]

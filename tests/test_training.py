@@ -28,16 +28,16 @@ def write_tsv(path, pairs) -> str:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         train_path=write_tsv(tmp / "train.tsv", tiny_pairs(300, seed=1)),
         dev_path=write_tsv(tmp / "dev.tsv", tiny_pairs(20, seed=2)),
         out_dir=str(tmp / "run"), vocab_size=96, d_model=32, n_heads=4, n_encoder_layers=1, n_decoder_layers=1,
         d_ff=64, max_positions=64, max_tokens=400, warmup_steps=10, peak_lr=3e-3, max_steps=12, log_every=4,
         eval_every_min=100, save_every_min=100, keep_snapshots=2,
-    )
+    ))
     train(cfg, command="pytest")
     first = torch.load(tmp / "run" / "last.pt", weights_only=False)
-    train(TrainConfig(**{**cfg.__dict__, "max_steps": 20}), command="pytest resume")
+    train(cfg.replace(max_steps=20), command="pytest resume")
     return tmp / "run", first
 
 
@@ -152,23 +152,53 @@ def test_bad_training_file_names_the_line(tmp_path):
 
 
 def test_resume_takes_bookkeeping_from_the_command_line_and_refuses_a_new_recipe(tmp_path):
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_dict(dict(
         train_path=write_tsv(tmp_path / "train.tsv", tiny_pairs(200, seed=1)),
         dev_path=write_tsv(tmp_path / "dev.tsv", tiny_pairs(10, seed=2)),
         out_dir=str(tmp_path / "run"), vocab_size=96, d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1,
         d_ff=32, max_positions=64, max_tokens=300, warmup_steps=2, max_steps=4, log_every=2,
         eval_every_min=100, save_every_min=100, keep_snapshots=1,
-    )
+    ))
     train(cfg, command="pytest")
     snaps = tmp_path / "run" / "snapshots"
     assert len(list(snaps.glob("*.safetensors"))) == 1
     with pytest.raises(ValueError, match=r"keeps its recipe: --d-model 32 \(the run has 16\)"):
-        train(TrainConfig(**{**cfg.__dict__, "d_model": 32, "max_steps": 6}))
+        train(cfg.replace(d_model=32, max_steps=6))
     with pytest.raises(ValueError, match=r"--train-path .*:2 \(the run has"):
-        train(TrainConfig(**{**cfg.__dict__, "train_path": cfg.train_path + ":2", "max_steps": 6}))
+        train(cfg.replace(train_path=cfg.train_path + ":2", max_steps=6))
     relative = os.path.relpath(cfg.train_path)  # the same file named another way is the same recipe
-    train(TrainConfig(**{**cfg.__dict__, "train_path": relative, "keep_snapshots": 3, "max_steps": 6}))
-    train(TrainConfig(**{**cfg.__dict__, "keep_snapshots": 4, "max_steps": 8}))  # left at its default: the run's 3
+    train(cfg.replace(train_path=relative, keep_snapshots=3, max_steps=6))
+    train(cfg.replace(keep_snapshots=4, max_steps=8))  # left at its default: the run's 3
     assert sorted(p.name for p in snaps.glob("*.safetensors")) == [
         "step000004.safetensors", "step000006.safetensors", "step000008.safetensors"]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["train_config"]["keep_snapshots"] == 3
+
+
+def test_every_network_setting_is_a_train_flag_and_reaches_the_trained_model(tmp_path):
+    """The architecture is declared once (ModelConfig): each of its fields a run chooses is a flag of
+    train.py, and what the flags ask for is the network the checkpoint holds."""
+    from dataclasses import fields
+
+    from model.config import ModelConfig
+    from train import parse_args
+
+    chosen = {f.name for f in fields(ModelConfig)} - {"src_vocab_size", "tgt_vocab_size", "pad_id", "unk_id", "bos_id", "eos_id"}
+    help_text = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert {name for name in chosen if f"--{name.replace('_', '-')}" not in help_text} == set()
+    args = ["--train-path", write_tsv(tmp_path / "train.tsv", tiny_pairs(120, seed=1)),
+            "--dev-path", write_tsv(tmp_path / "dev.tsv", tiny_pairs(6, seed=2)), "--out-dir", str(tmp_path / "run"),
+            "--vocab-size", "90", "--d-model", "24", "--n-heads", "3", "--n-encoder-layers", "1", "--n-decoder-layers", "2",
+            "--d-ff", "40", "--max-positions", "48", "--norm", "pre", "--activation", "silu", "--no-tie-embeddings",
+            "--output-bias", "--attention-dropout", "0.05", "--dropout", "0.2",
+            "--max-tokens", "200", "--max-steps", "2", "--eval-every-min", "100", "--save-every-min", "100"]
+    train(parse_args(args), command="pytest")
+    got = load_checkpoint(tmp_path / "run" / "best.safetensors").config
+    assert got == ModelConfig(src_vocab_size=90, tgt_vocab_size=90, d_model=24, n_heads=3, n_encoder_layers=1,
+                              n_decoder_layers=2, d_ff=40, max_positions=48, norm="pre", activation="silu",
+                              tie_embeddings=False, output_bias=True, attention_dropout=0.05, dropout=0.2)
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (saved["attention_dropout"], saved["output_bias"], saved["n_heads"]) == (0.05, True, 3)
+    assert "model" not in saved and "src_vocab_size" not in saved  # one flat key per flag, as records always had
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--d-model", "25", "--n-heads", "3"])  # ModelConfig's own rule, at the command line
+    assert refused.value.code == 2

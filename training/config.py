@@ -1,7 +1,25 @@
-"""Every knob of a training run in one dataclass; ``train.py`` exposes each as a --flag."""
+"""Every knob of a training run in one dataclass that nests the network's ``ModelConfig``.
+
+The architecture is declared once, in ``model.config.ModelConfig``: a run trains ``TrainConfig.model``,
+whose vocabulary fields follow the run's tokenizer (``vocab_size``; the special ids are the tokenizer's
+too). ``train.py`` exposes every field as a --flag, those of ``ModelConfig`` included, so a field added
+to the network can be trained without touching this file.
+
+Records (``train_config`` in a run's state and in every checkpoint it writes) keep one flat JSON
+object, one key per flag: the form the shipped checkpoints and their readers already have.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.config import ModelConfig
+
+# ModelConfig fields a run does not choose: the tokenizer gives the vocabulary and the special ids.
+FROM_TOKENIZER = ("src_vocab_size", "tgt_vocab_size", "pad_id", "unk_id", "bos_id", "eos_id")
 
 
 @dataclass
@@ -20,17 +38,8 @@ class TrainConfig:
     late_aug_rate: float = 0.0
     split_elision: bool = False  # tokenizer: "l'animal" -> "l' animal" before SentencePiece
     byte_fallback: bool = False  # tokenizer: unknown characters become bytes, never <unk>
-    # model (see model.config.ModelConfig)
-    d_model: int = 256
-    n_heads: int = 8
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 4
-    d_ff: int = 1024
-    dropout: float = 0.1
-    norm: str = "post"
-    activation: str = "relu"
-    tie_embeddings: bool = True
-    max_positions: int = 256
+    # the network (its own defaults); src/tgt_vocab_size are set to vocab_size
+    model: ModelConfig = field(default_factory=ModelConfig)
     # optimisation
     max_tokens: int = 4096  # padded tokens per batch (rows x longest side)
     peak_lr: float = 1e-3
@@ -53,6 +62,44 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True  # autocast matmuls to bfloat16 (CPU with AVX-512 bf16, or CUDA)
     threads: int = 0  # torch CPU threads, 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        if self.model.src_vocab_size != self.vocab_size or self.model.tgt_vocab_size != self.vocab_size:
+            self.model = dataclasses.replace(self.model, src_vocab_size=self.vocab_size, tgt_vocab_size=self.vocab_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record: every flag's field by name, the network's among them."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        return {**own, **{name: getattr(self.model, name) for name in model_fields()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """From a flat record (``to_dict``, or an older run's, which lacks newer fields: they keep their
+        defaults). A key that names no field raises ``ValueError``."""
+        unknown = sorted(set(data) - set(flag_fields()))
+        if unknown:
+            raise ValueError(f"unknown training settings: {unknown}")
+        net = {name: value for name, value in data.items() if name in model_fields()}
+        return cls(**{n: v for n, v in data.items() if n not in net}, model=ModelConfig(**net))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with flat fields changed (``d_model=32`` reaches the nested network)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+@functools.cache
+def model_fields() -> tuple[str, ...]:
+    """The ``ModelConfig`` fields a run chooses: all but the tokenizer's."""
+    return tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in FROM_TOKENIZER)
+
+
+@functools.cache
+def flag_fields() -> dict[str, tuple[Any, Any]]:
+    """Every flat field's (type, default), in flag order: the run's own, then the network's."""
+    own, net = typing.get_type_hints(TrainConfig), typing.get_type_hints(ModelConfig)
+    fields = {f.name: (own[f.name], f.default) for f in dataclasses.fields(TrainConfig) if f.name != "model"}
+    defaults = ModelConfig()
+    return {**fields, **{name: (net[name], getattr(defaults, name)) for name in model_fields()}}
 
 
 # What a resumed run takes from the command line: its budget and hardware always, its bookkeeping when

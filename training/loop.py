@@ -16,7 +16,6 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.checkpoint import save_checkpoint
-from model.config import ModelConfig
 from model.decoding import translate_batch
 from model.loss import linear_cross_entropy
 from model.device import pick_device
@@ -58,15 +57,6 @@ def hardware_description(device: torch.device) -> str:
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-    return ModelConfig(
-        src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
-        n_encoder_layers=cfg.n_encoder_layers, n_decoder_layers=cfg.n_decoder_layers, d_ff=cfg.d_ff,
-        dropout=cfg.dropout, max_positions=cfg.max_positions, norm=cfg.norm, activation=cfg.activation,
-        tie_embeddings=cfg.tie_embeddings,
-    )
 
 
 def load_or_train_tokenizer(cfg: TrainConfig, train_pairs: list[tuple[str, str]], out: Path) -> Tokenizer:
@@ -149,27 +139,27 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
             raise ValueError(f"cannot change the late augmentation from {kept} to {late}: the run is in epoch "
                              f"{state['epoch']}, and a resumed run may only change epochs still to come")
         # The recipe stays the run's own; a recipe flag that asks for something else is refused, not ignored.
-        default = TrainConfig()
+        default, asked = TrainConfig().to_dict(), cfg.to_dict()
         clashes = [f"--{name.replace('_', '-')} {value} (the run has {saved[name]})"
-                   for name, value in dataclasses.asdict(cfg).items()
+                   for name, value in asked.items()
                    if name not in RESUME_FROM_COMMAND_LINE + RESUME_BOOKKEEPING + ("late_aug_epoch", "late_aug_rate", "out_dir")
-                   and name in saved and value != getattr(default, name) and not same_setting(name, value, saved[name])]
+                   and name in saved and value != default[name] and not same_setting(name, value, saved[name])]
         if clashes:
             raise ValueError(f"a resumed run keeps its recipe: {', '.join(clashes)}")
-        given = {name: getattr(cfg, name) for name in RESUME_BOOKKEEPING if getattr(cfg, name) != getattr(default, name)}
-        cfg = dataclasses.replace(TrainConfig(**saved), **{name: getattr(cfg, name) for name in RESUME_FROM_COMMAND_LINE},
-                                  **given, late_aug_epoch=late[0], late_aug_rate=late[1])
+        given = {name: asked[name] for name in RESUME_BOOKKEEPING if asked[name] != default[name]}
+        cfg = TrainConfig.from_dict(saved).replace(**{name: asked[name] for name in RESUME_FROM_COMMAND_LINE},
+                                                   **given, late_aug_epoch=late[0], late_aug_rate=late[1])
         log(f"resuming {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min done)")
     if min(cfg.aug_rate, cfg.late_aug_rate) < 0:  # refused now, not when the late epoch begins hours later
         raise ValueError(f"augmentation rates must be >= 0, got {cfg.aug_rate} and {cfg.late_aug_rate}")
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     torch.manual_seed(cfg.seed)
     sources = parse_sources(cfg.train_path)
     raw = [read_pairs(src.path) for src in sources]
     dev_pairs = {s.name: read_pairs(s.path)[: cfg.dev_limit or None] for s in parse_sources(cfg.dev_path)}
     tok = load_or_train_tokenizer(cfg, [p for pairs in raw for p in pairs], out)
-    mcfg = model_config(cfg, tok.vocab_size)
+    mcfg = dataclasses.replace(cfg.model, src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size)
     base, train_pairs, sizes = EncodedPairs([], []), [], []
     for pairs in raw:  # long pairs are dropped per source, so ``sizes`` count the pairs kept
         enc, kept = encode_kept(pairs, tok, cfg.max_sentence_tokens, mcfg.eos_id)
@@ -203,7 +193,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
 
     def record(final_eval: dict | None = None) -> dict:
         return {
-            "train_config": dataclasses.asdict(cfg),
+            "train_config": cfg.to_dict(),
             "command": command,
             "steps": step,
             "epochs": round(epoch + batch_pos / max(len(batches), 1), 2),
@@ -222,7 +212,7 @@ def train(cfg: TrainConfig, command: str = "") -> Path:
     def save_state() -> None:
         tmp = out / "last.pt.tmp"
         torch.save({
-            "train_config": dataclasses.asdict(cfg), "model": model.state_dict(), "optim": optim.state_dict(),
+            "train_config": cfg.to_dict(), "model": model.state_dict(), "optim": optim.state_dict(),
             "step": step, "epoch": epoch, "batch_pos": batch_pos, "elapsed": elapsed,
             "tokens_seen": tokens_seen, "best": best, "history": history, "rng": torch.get_rng_state(),
             "train_history": train_history,
