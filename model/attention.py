@@ -39,6 +39,11 @@ def reference_path() -> Iterator[None]:
         _FUSED = before
 
 
+def fusing() -> bool:
+    """Whether the fused q/k/v product may run now (off inside ``reference_path()``)."""
+    return _FUSED
+
+
 @dataclass(frozen=True)
 class HeadMask:
     """Which attention heads run: 1 keeps a head, 0 zeroes its output before the output projection.
@@ -128,28 +133,39 @@ class MultiHeadAttention(nn.Module):
         """
         if q is None:
             q = self.split_heads(self.q_proj(query))  # (B, H, Lq, Dh)
-        p_drop = self.dropout if self.training else 0.0
-        # Teacher-forced decoder self-attention: let the fused kernel build the causal mask itself.
-        fused_causal = is_causal and mask is None and q.size(2) == k.size(2)
-        if is_causal and not fused_causal:
+        out, weights = attend(q, k, v, mask, is_causal, need_weights, head_mask, self.dropout if self.training else 0.0)
+        return self.out_proj(out), weights
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+           is_causal: bool = False, need_weights: bool = False, head_mask: torch.Tensor | None = None,
+           p_drop: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The heads' attention, before the output projection: q (B, H, Lq, Dh) over k, v (B, H, Lk, Dh).
+
+    Returns the heads side by side (B, Lq, H * Dh) and, with ``need_weights``, the weights (B, H, Lq, Lk)
+    computed next to the fused kernel. ``is_causal``, ``mask`` and ``head_mask`` as in
+    ``MultiHeadAttention.forward``; ``p_drop`` is attention dropout (training only). Both the module and
+    the decoder's cached step (``DecoderLayer.forward``) attend through here.
+    """
+    fused_causal = False
+    if is_causal:
+        if mask is None and q.size(2) == k.size(2):
+            fused_causal = True  # teacher-forced self-attention: the kernel builds the causal mask itself
+        else:
             causal = causal_mask(q.size(2), k.size(2), q.device)  # (Lq, Lk)
             mask = causal if mask is None else combine(mask, causal)
-        if fused_causal and need_weights:
-            mask = causal_mask(q.size(2), k.size(2), q.device)  # (Lq, Lk), for the weights only
-        weights = attention_weights(q, k, mask) if need_weights else None
-        if fused_causal:
-            mask = None
-        if need_weights and p_drop > 0:
-            out = F.dropout(weights, p_drop, True) @ v  # (B, H, Lq, Dh): training with weights out
-        else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=p_drop, is_causal=fused_causal
-            )  # (B, H, Lq, Dh)
-        if head_mask is not None:
-            out = out * head_mask.to(out.dtype).view(-1, self.n_heads, 1, 1)  # (B, H, Lq, Dh)
-        b, h, lq, dh = out.shape
-        out = out.transpose(1, 2).reshape(b, lq, h * dh)  # (B, Lq, D)
-        return self.out_proj(out), weights
+    weights = None
+    if need_weights:
+        seen = causal_mask(q.size(2), k.size(2), q.device) if fused_causal else mask  # (Lq, Lk), for the weights only
+        weights = attention_weights(q, k, seen)  # (B, H, Lq, Lk)
+    if need_weights and p_drop > 0:
+        out = F.dropout(weights, p_drop, True) @ v  # (B, H, Lq, Dh): training with weights out
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, mask, p_drop, fused_causal)  # (B, H, Lq, Dh)
+    b, h, lq, dh = out.shape
+    if head_mask is not None:
+        out = out * head_mask.to(out.dtype).view(-1, h, 1, 1)  # (B, H, Lq, Dh)
+    return out.transpose(1, 2).reshape(b, lq, h * dh), weights  # (B, Lq, D)
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """The decoder's key/value cache as an explicit object (cf. fairseq's incremental state, HF Marian's past_key_values).
 
+It holds keys and values only (as HF's ``EncoderDecoderCache``); whatever is derived from the weights
+stays on the modules.
+
 Per decoder layer it holds the self-attention keys/values of every target position decoded so far,
 which grow by one position per step, and the cross-attention keys/values of the encoder output,
 computed once per sentence. ``length`` is the number of cached target positions, which is also the
@@ -26,7 +29,6 @@ class LayerKV:
     filled: int = 0
     cross_k: torch.Tensor | None = None
     cross_v: torch.Tensor | None = None
-    weights: tuple | None = None  # the layer's tensors for DecoderLayer.step, gathered at the first step
 
     @property
     def self_k(self) -> torch.Tensor | None:

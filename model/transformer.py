@@ -1,21 +1,23 @@
 """Encoder-decoder Transformer (Vaswani et al. 2017) with explicit, cache-driven incremental decoding.
 
-Nothing is stored on the modules between calls: attention weights come back as return values and the
-decoder's keys/values live in a ``KVCache`` that the caller owns. The incremental step at inference
-runs ``DecoderLayer.step``, the same arithmetic as ``DecoderLayer.forward`` without the per-module
-Python overhead; ``attention.reference_path()`` switches it off, to prove the two agree bit for bit.
+Attention weights come back as return values and the decoder's keys/values live in a ``KVCache`` that
+the caller owns; the modules keep only what is derived from their own weights (the fused q/k/v weight,
+the tensors a decoder layer's cached step reads). One ``DecoderLayer.forward`` serves training, the
+teacher-forced pass and the incremental step; ``attention.reference_path()`` makes it call the modules
+with separate q/k/v products, to prove the lean step agrees with them bit for bit.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import HeadMask, MultiHeadAttention, attention_weights, key_bias, layer_mask
+from .attention import HeadMask, MultiHeadAttention, attend, fusing, key_bias, layer_mask
 from .cache import KVCache
 from .config import ModelConfig
 from .dropout import FastDropout
@@ -52,8 +54,20 @@ class FeedForward(nn.Module):
         return self.linear2(self.activation(self.linear1(x)))  # (B, L, D)
 
 
+def connect(
+    x: torch.Tensor, run: Callable[[torch.Tensor], torch.Tensor], norm: Callable[[torch.Tensor], torch.Tensor],
+    pre: bool, dropout: nn.Module | None = None,
+) -> torch.Tensor:
+    """The sub-layer connection (the Annotated Transformer's): ``x + run(norm(x))`` with pre-LN,
+    ``norm(x + run(x))`` with post-LN; x (B, L, D) -> (B, L, D). ``dropout`` (training) acts on run's output."""
+    y = run(norm(x) if pre else x)
+    if dropout is not None:
+        y = dropout(y)
+    return x + y if pre else norm(x + y)
+
+
 class Sublayer(nn.Module):
-    """Residual connection around one sub-layer, with LayerNorm after (post) or before (pre) it."""
+    """The LayerNorm and dropout around one sub-layer, and where the norm sits (``connect``)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -61,12 +75,9 @@ class Sublayer(nn.Module):
         self.norm = nn.LayerNorm(config.d_model)
         self.dropout = FastDropout(config.dropout)
 
-    def input(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x) if self.pre else x
-
-    def output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x + (self.dropout(y) if self.training else y)  # no module call per sub-layer at inference
-        return x if self.pre else self.norm(x)
+    def around(self, x: torch.Tensor, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``connect`` with this block's modules: x (B, L, D) -> (B, L, D)."""
+        return connect(x, run, self.norm, self.pre, self.dropout if self.training else None)
 
 
 class EncoderLayer(nn.Module):
@@ -85,15 +96,30 @@ class EncoderLayer(nn.Module):
         head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, S, D), key_mask (B, 1, 1, S) -> (B, S, D) and weights (B, H, S, S) or None."""
-        h = self.attn_block.input(x)
-        q, k, v = self.self_attn.project_qkv(h)  # (B, H, S, Dh) each
-        y, weights = self.self_attn(h, k, v, mask=key_mask, need_weights=need_weights, head_mask=head_mask, q=q)
-        x = self.attn_block.output(x, y)
-        x = self.ffn_block.output(x, self.ffn(self.ffn_block.input(x)))
-        return x, weights
+        weights: list[torch.Tensor | None] = [None]
+
+        def self_attention(h: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.self_attn.project_qkv(h)  # (B, H, S, Dh) each
+            y, weights[0] = self.self_attn(h, k, v, mask=key_mask, need_weights=need_weights, head_mask=head_mask, q=q)
+            return y
+
+        x = self.attn_block.around(x, self_attention)
+        x = self.ffn_block.around(x, self.ffn)
+        return x, weights[0]
 
 
 class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention over the source and a feed-forward net, each inside a
+    sub-layer connection: one ``forward`` for training, the full teacher-forced pass and the cached step.
+
+    The sub-layers call one of two sets of the same operations. Without a cache, in training, with
+    gradients or on the reference path, the modules themselves (so forward hooks see every call, as the
+    probes in ``model/explain`` need, and dynamic-int8 layers run). In a cached decoding at inference,
+    the same aten ops on tensors the layer gathers at the decoding's first step (``lean_weights``),
+    without the module calls and attribute look-ups that cost a batch-1 step a quarter of its time.
+    Same ops on the same tensors, so the same bits (tests/test_search.py).
+    """
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(config.d_model, config.n_heads, config.attention_dropout)
@@ -102,6 +128,36 @@ class DecoderLayer(nn.Module):
         self.self_block = Sublayer(config)
         self.cross_block = Sublayer(config)
         self.ffn_block = Sublayer(config)
+        self._lean: LeanWeights | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_lean": None}  # a copy (model.quantize) gathers its own tensors
+
+    def lean_weights(self, cache: KVCache | None) -> "LeanWeights | None":
+        """The tensors the cached step reads, or None where the modules run. Gathered when a decoding
+        starts (``cache.length == 0``) and kept on the layer for its later steps."""
+        if cache is None or self.training or torch.is_grad_enabled() or not fusing():
+            return None
+        if cache.length == 0:
+            self._lean = self.gather()
+        return self._lean
+
+    def gather(self) -> "LeanWeights | None":
+        """Read every tensor of the layer once; None for layers the lean ops cannot run (dynamic int8)."""
+        sa, ca, ffn = self.self_attn, self.cross_attn, self.ffn
+        qkv = sa.fused_qkv()
+        linears = (sa.out_proj, ca.q_proj, ca.out_proj, ffn.linear1, ffn.linear2)
+        if qkv is None or any(type(m) is not nn.Linear for m in linears):
+            return None
+        shape = (sa.q_proj.in_features,)
+
+        def layer_norm(n: nn.LayerNorm) -> Callable[[torch.Tensor], torch.Tensor]:
+            # torch.layer_norm is the kernel nn.LayerNorm calls, without its Python checks
+            return lambda y, w=n.weight, b=n.bias, eps=n.eps: torch.layer_norm(y, shape, w, b, eps)
+
+        norms = tuple(layer_norm(blk.norm) for blk in self.blocks())
+        return LeanWeights(qkv, *((m.weight, m.bias) for m in linears), norms,  # type: ignore[arg-type]
+                           sa.n_heads, self.self_block.pre, ffn.activation)
 
     def forward(
         self,
@@ -113,81 +169,80 @@ class DecoderLayer(nn.Module):
         need_weights: bool = False,
         head_mask: HeadMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x (B, T, D); cross_kv each (B, H, S, Dh); key_mask (B, 1, 1, S) or None.
+        """x (B, T, D); cross_kv each (B, H, S, Dh); key_mask: the additive (B, 1, 1, S) source bias or None.
 
-        Without a cache, x is the whole target prefix and a causal mask applies. With one, x is the
-        single newest position (T = 1): its keys/values are appended and it attends over all of them.
-        Returns (B, T, D), self weights (B, H, T, T_total) and cross weights (B, H, T, S) or Nones.
+        Without a cache, x is the whole target prefix and a causal mask applies. With one, x holds the
+        newest T positions (one per step; a forced chunk may hold more): their keys/values are appended
+        and they attend over every cached position. Returns (B, T, D), self weights (B, H, T, T_total)
+        and cross weights (B, H, T, S) when ``need_weights``, else Nones.
         """
+        lean = self.lean_weights(cache)
+        causal = cache is None or x.size(1) > 1  # one new query sees every cached position
         self_mask = layer_mask(head_mask, "decoder_self", layer_index)
-        h = self.self_block.input(x)
-        q, k, v = self.self_attn.project_qkv(h)  # (B, H, T, Dh) each
-        if cache is None:
-            y, self_w = self.self_attn(h, k, v, is_causal=True, need_weights=need_weights, head_mask=self_mask, q=q)
-        else:
-            k, v = cache.append_self(layer_index, k, v)  # (B, H, T_total, Dh)
-            # One new query sees every cached position; several (a forced chunk) need the causal mask.
-            y, self_w = self.self_attn(h, k, v, is_causal=q.size(2) > 1, need_weights=need_weights,
-                                       head_mask=self_mask, q=q)
-        x = self.self_block.output(x, y)
-        h = self.cross_block.input(x)
-        y, cross_w = self.cross_attn(h, *cross_kv, mask=key_mask, need_weights=need_weights,
-                                     head_mask=layer_mask(head_mask, "cross", layer_index))
-        x = self.cross_block.output(x, y)
-        x = self.ffn_block.output(x, self.ffn(self.ffn_block.input(x)))
-        return x, self_w, cross_w
-
-    def step_weights(self) -> tuple | None:
-        """The tensors ``step`` reads, gathered once per decoding (a cache holds them); None where ``step``
-        does not apply: training, dynamic-int8 layers, or the reference path (``attention.reference_path``)."""
-        sa, ca, ffn = self.self_attn, self.cross_attn, self.ffn
-        qkv = sa.fused_qkv()
-        linears = (sa.out_proj, ca.q_proj, ca.out_proj, ffn.linear1, ffn.linear2)
-        if self.training or qkv is None or any(type(m) is not nn.Linear for m in linears):
-            return None
-        norms = (self.self_block.norm, self.cross_block.norm, self.ffn_block.norm)
-        # module attributes read once here, not through nn.Module.__getattr__ at every step
-        settings = (sa.n_heads, self.self_block.pre, ffn.activation)
-        return (qkv, *((m.weight, m.bias) for m in linears), *((n.weight, n.bias, n.eps) for n in norms), settings)
-
-    def step(
-        self, x: torch.Tensor, cache: KVCache, layer_index: int, key_bias: torch.Tensor | None, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``forward`` for one new position x (B, 1, D) with a cache, at inference without a head mask.
-
-        The same aten ops on the same tensors as ``forward`` (so the same bits, tests/test_search.py),
-        without the module calls, attribute look-ups and masks that cost a batch-1 step a quarter of its
-        time. Returns (B, 1, D) and, with ``need_weights``, self (B, H, 1, T) and cross (B, H, 1, S) weights.
-        """
-        entry = cache.layers[layer_index]
-        qkv, self_out, cross_q, cross_out, ff1, ff2, *norms, (h, pre, activation) = entry.weights
-        b, d = x.size(0), x.size(-1)
-
-        def sublayer(x: torch.Tensor, norm: tuple, run) -> torch.Tensor:  # Sublayer.input/output at inference
-            # torch.layer_norm is the kernel F.layer_norm calls, without its Python checks
-            y = run(torch.layer_norm(x, (d,), *norm) if pre else x)
-            return x + y if pre else torch.layer_norm(x + y, (d,), *norm)
-
-        def self_attention(y: torch.Tensor) -> torch.Tensor:
-            q, k, v = F.linear(y, *qkv).view(b, 1, 3, h, d // h).transpose(1, 3).unbind(2)  # (B, H, 1, Dh)
-            k, v = cache.append_self(layer_index, k, v)  # (B, H, T, Dh)
-            if need_weights:
-                weights[0] = attention_weights(q, k, None)  # (B, H, 1, T)
-            y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 1, d)  # (B, 1, D)
-            return F.linear(y, *self_out)
-
-        def cross_attention(y: torch.Tensor) -> torch.Tensor:
-            q = F.linear(y, *cross_q).view(b, 1, h, d // h).transpose(1, 2)  # (B, H, 1, Dh)
-            if need_weights:
-                weights[1] = attention_weights(q, entry.cross_k, key_bias)  # (B, H, 1, S)
-            y = F.scaled_dot_product_attention(q, entry.cross_k, entry.cross_v, attn_mask=key_bias)  # (B, H, 1, Dh)
-            return F.linear(y.transpose(1, 2).reshape(b, 1, d), *cross_out)
-
+        cross_mask = layer_mask(head_mask, "cross", layer_index)
         weights: list[torch.Tensor | None] = [None, None]
-        x = sublayer(x, norms[0], self_attention)
-        x = sublayer(x, norms[1], cross_attention)
-        x = sublayer(x, norms[2], lambda y: F.linear(activation(F.linear(y, *ff1)), *ff2))
+        if lean is None:  # the modules: training, hooks, int8, the reference path
+            sa, ca = self.self_attn, self.cross_attn
+            project, norms, pre, ffn = sa.project_qkv, [b.norm for b in self.blocks()], self.self_block.pre, self.ffn
+
+            def attend_self(h, q, k, v):
+                return sa(h, k, v, is_causal=causal, need_weights=need_weights, head_mask=self_mask, q=q)
+
+            def attend_source(h):
+                return ca(h, *cross_kv, mask=key_mask, need_weights=need_weights, head_mask=cross_mask)
+        else:  # the same ops on the gathered tensors
+            qkv, self_out, cross_q, cross_out, ff1, ff2, norms, heads, pre, activation = lean
+            b, t, d = x.shape
+
+            def project(h):
+                return F.linear(h, *qkv).view(b, t, 3, heads, d // heads).transpose(1, 3).unbind(2)  # (B, H, T, Dh) x 3
+
+            def attend_self(h, q, k, v):
+                y, w = attend(q, k, v, None, causal, need_weights, self_mask)  # (B, T, D)
+                return F.linear(y, *self_out), w
+
+            def attend_source(h):
+                q = F.linear(h, *cross_q).view(b, t, heads, d // heads).transpose(1, 2)  # (B, H, T, Dh)
+                y, w = attend(q, *cross_kv, key_mask, False, need_weights, cross_mask)  # (B, T, D)
+                return F.linear(y, *cross_out), w
+
+            def ffn(h):
+                return F.linear(activation(F.linear(h, *ff1)), *ff2)
+
+        def self_attention(h: torch.Tensor) -> torch.Tensor:
+            q, k, v = project(h)  # (B, H, T, Dh) each
+            if cache is not None:
+                k, v = cache.append_self(layer_index, k, v)  # (B, H, T_total, Dh)
+            y, weights[0] = attend_self(h, q, k, v)
+            return y
+
+        def cross_attention(h: torch.Tensor) -> torch.Tensor:
+            y, weights[1] = attend_source(h)
+            return y
+
+        drops = [blk.dropout for blk in self.blocks()] if self.training else [None, None, None]
+        x = connect(x, self_attention, norms[0], pre, drops[0])
+        x = connect(x, cross_attention, norms[1], pre, drops[1])
+        x = connect(x, ffn, norms[2], pre, drops[2])
         return x, weights[0], weights[1]
+
+    def blocks(self) -> tuple[Sublayer, Sublayer, Sublayer]:
+        return self.self_block, self.cross_block, self.ffn_block
+
+
+class LeanWeights(NamedTuple):
+    """A decoder layer's tensors for the cached step (``DecoderLayer.gather``): linears as (weight, bias)."""
+
+    qkv: tuple[torch.Tensor, torch.Tensor]  # (3D, D), (3D,): q, k, v stacked (MultiHeadAttention.fused_qkv)
+    self_out: tuple[torch.Tensor, torch.Tensor]
+    cross_q: tuple[torch.Tensor, torch.Tensor]
+    cross_out: tuple[torch.Tensor, torch.Tensor]
+    ff1: tuple[torch.Tensor, torch.Tensor]
+    ff2: tuple[torch.Tensor, torch.Tensor]
+    norms: tuple[Callable[[torch.Tensor], torch.Tensor], ...]  # the three LayerNorms, as functions
+    heads: int
+    pre: bool
+    activation: Callable[[torch.Tensor], torch.Tensor]
 
 
 class Transformer(nn.Module):
@@ -317,24 +372,14 @@ class Transformer(nn.Module):
                 entry.cross_k, entry.cross_v = layer.cross_attn.project_kv(enc.memory)  # (B, H, S, Dh)
         self_ws = [] if need_weights else None
         cross_ws = [] if need_weights else None
-        if cache is not None and cache.length == 0:
-            for layer, entry in zip(self.decoder_layers, cache.layers):
-                entry.weights = layer.step_weights()
-        lean = cache is not None and tgt.size(1) == 1 and head_mask is None and states is None
-        if lean and cache.layers[0].weights is not None:  # the incremental step of the app and the CLI
-            for i, layer in enumerate(self.decoder_layers):
-                x, sw, cw = layer.step(x, cache, i, key_mask, need_weights)
-                if need_weights:
-                    self_ws.append(sw)
-                    cross_ws.append(cw)
-            cache.length += 1
-            return self.decoder_norm(x), self_ws, cross_ws
         for i, layer in enumerate(self.decoder_layers):
             if cache is not None:
                 cross_kv = (cache.layers[i].cross_k, cache.layers[i].cross_v)
             else:
                 cross_kv = layer.cross_attn.project_kv(enc.memory)
-            x, sw, cw = layer(x, cross_kv, key_mask, cache, i, need_weights, head_mask)
+            # .forward, not the module call: no hook watches a whole layer (the probes watch its parts), and
+            # the call's machinery is a measurable share of a batch-1 step
+            x, sw, cw = layer.forward(x, cross_kv, key_mask, cache, i, need_weights, head_mask)
             if states is not None:
                 states.append(x)
             if need_weights:

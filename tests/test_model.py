@@ -1,13 +1,14 @@
 """The Transformer itself: shapes, masks, attention as data, positional encodings."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from conftest import tiny_config
-from model.attention import MultiHeadAttention, causal_mask
+from model.attention import HeadMask, MultiHeadAttention, causal_mask
 from model.config import ModelConfig
 from model.positional import sinusoidal_encoding
 from model.transformer import Transformer
@@ -146,3 +147,40 @@ def test_too_long_sequence_is_refused():
     model = make_model()
     with pytest.raises(ValueError, match="max_positions"):
         model.encode(torch.full((1, 65), 5))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_one_decoder_forward_serves_the_cached_step_the_full_pass_and_training(norm):
+    """Cached steps (the layer's gathered tensors) == the teacher-forced pass (the modules) at every
+    position, with a head mask too; the cache holds keys and values only; weights changed between two
+    decodings are what the next decoding reads; and training runs the same forward with gradients."""
+    torch.manual_seed(7)
+    model = Transformer(tiny_config(30, norm=norm)).eval()
+    src = torch.randint(4, 30, (2, 6))
+    tgt = torch.randint(4, 30, (2, 5))
+    mask = HeadMask(decoder_self=torch.tensor([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0]]),
+                    cross=torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]]))  # (layers, heads)
+
+    def stepped(head_mask=None):
+        with torch.inference_mode():
+            enc = model.encode(src, head_mask=head_mask)
+            cache = model.new_cache()
+            rows = [model.decode_step(tgt[:, t], enc, cache, head_mask=head_mask).logits for t in range(tgt.size(1))]
+        assert {f.name for f in dataclasses.fields(cache.layers[0])} == {"k_buf", "v_buf", "filled", "cross_k", "cross_v"}
+        return torch.stack(rows, 1)  # (B, T, V)
+
+    for head_mask in (None, mask):
+        with torch.inference_mode():
+            full = model(src, tgt, head_mask=head_mask)  # (B, T, V)
+        assert torch.allclose(stepped(head_mask), full, atol=1e-5)
+    before = stepped()
+    with torch.no_grad():
+        for layer in model.decoder_layers:  # in place, as an optimiser step or load_state_dict writes
+            layer.ffn.linear2.weight.mul_(-1.0)
+            layer.self_attn.q_proj.bias.add_(0.5)
+    after = stepped()
+    with torch.inference_mode():
+        assert torch.allclose(after, model(src, tgt), atol=1e-5) and not torch.allclose(after, before, atol=1e-3)
+    model.train()
+    model(src, tgt).sum().backward()  # gradients reach every decoder weight through the same forward
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder_layers.parameters())

@@ -155,7 +155,7 @@ def test_rank_heads_matches_one_ablation_at_a_time():
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("layout", ["row-major", "column-major"])
 def test_fast_path_equals_reference_path_bit_for_bit(overrides, batch, layout):
-    """Plain greedy (fused q/k/v, lean DecoderLayer.step, preallocated cache, no softmax) == instrumented
+    """Plain greedy (fused q/k/v, DecoderLayer.forward on its gathered tensors, preallocated cache, no softmax) == instrumented
     == the module-by-module reference path with separate q/k/v, for post- and pre-norm models, with
     PyTorch's weight layout and with the column-major one that loaded checkpoints use (model/layout.py)."""
     torch.manual_seed(4)
